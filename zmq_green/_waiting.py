@@ -1,0 +1,367 @@
+"""The one place where zmq_green waits.
+
+Every green call that cannot complete at once -- send, recv, poll, Poller.poll,
+select -- ends up here. Nothing else in the package talks to the hub's io
+watchers. This module is small on purpose: it is where wake-ups are won or lost.
+
+What libzmq gives us
+--------------------
+
+A ZeroMQ socket is not a kernel socket. The file descriptor behind the ``ZMQ_FD``
+option is the socket's *mailbox signal*: libzmq's I/O thread writes to it when it
+posts a command for the socket (a peer attached, a pipe became writable again, a
+message arrived on an empty pipe, the context is terminating). It therefore says
+"commands may be pending", not "a message is ready". Only ``ZMQ_EVENTS``
+(``POLLIN``/``POLLOUT``) tells the truth, and reading it is what processes the
+pending commands.
+
+The signal behaves edge-triggered. Any call on the socket -- ``send``, ``recv``,
+``getsockopt(EVENTS)``, even one that fails with ``EAGAIN`` -- may process the
+pending commands and clear the signal, including commands that made the socket
+ready for the *other* direction. After that the fd stays quiet until a *new*
+command arrives. Two consequences shape everything below:
+
+* a waiter must read ``EVENTS`` *after* it joined the waiters and *before* it
+  blocks: if the socket is not ready at that moment, libzmq guarantees the fd
+  will fire on the next change;
+* whoever makes a call on a socket while others wait on it may have eaten their
+  signal, so it must read ``EVENTS`` once and wake whoever can now proceed.
+
+The protocol
+------------
+
+Each socket has one :class:`SocketWaits` per hub: two FIFO lines (readers and
+writers), a set of pollers, and one io watcher on ``ZMQ_FD`` that is started only
+while somebody waits. Only the head of a line waits on the socket; the others wait
+for their turn. When ``EVENTS`` shows readiness, the head of the matching line and
+every matching poller are woken -- one greenlet per readiness per line. A head that
+leaves the line for any reason (success, timeout, kill, error) reads ``EVENTS``
+again, which hands the turn on if the socket is still ready. ``close()`` wakes
+every waiter with ``ENOTSOCK``; a terminating context wakes them with ``ETERM``
+(libzmq posts a command, ``EVENTS`` then fails with ``ETERM``).
+
+Blocking itself happens in :func:`block` only: a :class:`gevent.hub.Waiter` and at
+most one timer, closed on every exit. A head also arms the *safety timeout*. It
+is a net, not a mechanism: when it fires and the socket turns out to be ready,
+the wake-up was missed, and :func:`stats` counts a *rescue*. The test suite
+asserts that there are none.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, TypeVar
+
+import zmq
+from gevent import get_hub
+from gevent.hub import Hub, Waiter
+from greenlet import getcurrent
+from zmq.backend import Socket as _RawSocket
+
+__all__ = ["SocketWaits", "Entry", "block", "waits_of", "stats", "reset_stats", "zmq_error"]
+
+_T = TypeVar("_T")
+
+# Plain ints: enum arithmetic costs microseconds per call (see DESIGN.md).
+POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_FD = int(zmq.FD)
+_ENOTSOCK = int(zmq.ENOTSOCK)
+_ETERM = int(zmq.ETERM)
+_EAGAIN = int(zmq.EAGAIN)
+
+_raw_get = _RawSocket.get
+_monotonic = time.monotonic
+
+# What a waiter is woken with. Errors are passed as exception instances.
+READY = "ready"
+TIMER = "timer"
+
+_stats = {"waits": 0, "safety_wakeups": 0, "rescues": 0}
+
+
+def stats() -> dict[str, int]:
+    """Counters of the waiting protocol since start (or :func:`reset_stats`).
+
+    Returns
+    -------
+    stats : dict
+        ``waits``: times a greenlet blocked on a socket or poller;
+        ``safety_wakeups``: times the safety timeout fired;
+        ``rescues``: safety wake-ups that found the socket ready -- missed
+        wake-ups. It should always be 0.
+    """
+    return dict(_stats)
+
+
+def reset_stats() -> None:
+    """Set every counter of :func:`stats` back to zero."""
+    for key in _stats:
+        _stats[key] = 0
+
+
+def zmq_error(errno: int) -> zmq.ZMQError:
+    """The exception pyzmq raises for *errno* (``Again``, ``ContextTerminated``...)."""
+    if errno == _EAGAIN:
+        return zmq.Again(errno)
+    if errno == _ETERM:
+        return zmq.ContextTerminated(errno)
+    return zmq.ZMQError(errno)
+
+
+class Entry:
+    """One greenlet's place among the waiters of a socket (or a poller's).
+
+    ``mask`` is what it waits for (``POLLIN``, ``POLLOUT``, or both for a poller).
+    ``woken`` is set when a wake-up has been sent and not yet consumed, so that a
+    readiness is delivered once, not once per observer.
+    """
+
+    __slots__ = ("waiter", "mask", "woken", "hub")
+
+    def __init__(self, hub: Hub, mask: int) -> None:
+        self.hub = hub
+        self.waiter = Waiter(hub)
+        self.mask = mask
+        self.woken = False
+
+    def wake(self, value: Any) -> None:
+        """Deliver *value* to the waiting greenlet, at most once per wait."""
+        if self.woken:
+            return
+        self.woken = True
+        hub = self.hub
+        if getcurrent() is hub:
+            self.waiter.switch(value)
+        else:
+            hub.loop.run_callback(self.waiter.switch, value)
+
+
+def block(entry: Entry, seconds: float | None) -> Any:
+    """Switch to the hub until *entry* is woken or *seconds* pass.
+
+    The only place zmq_green blocks a greenlet. Returns the wake-up value
+    (:data:`READY`, :data:`TIMER`, or an exception instance for the caller to
+    raise). The timer never outlives the call.
+    """
+    _stats["waits"] += 1
+    waiter = entry.waiter
+    waiter.clear()
+    entry.woken = False
+    if seconds is None:
+        return waiter.get()
+    timer = entry.hub.loop.timer(seconds if seconds > 0 else 0)
+    timer.start(waiter.switch, TIMER)
+    try:
+        return waiter.get()
+    finally:
+        timer.close()
+
+
+DEFAULT_SAFETY_TIMEOUT = 10.0
+
+
+class SocketWaits:
+    """The greenlets waiting on one socket in one hub, and the watcher that wakes them.
+
+    One per socket (``waits_of``); rebound to another hub when the socket is handed
+    to another thread while nobody waits on it. It holds the socket weakly, so that
+    an abandoned socket is still closed by its ``__del__``.
+    """
+
+    __slots__ = ("_ref", "hub", "watcher", "readers", "writers", "pollers", "count", "closed", "held")
+
+    def __init__(self, socket: zmq.Socket) -> None:
+        self._ref = weakref.ref(socket)
+        self.hub: Hub | None = None
+        self.watcher: Any = None
+        self.readers: deque[Entry] = deque()
+        self.writers: deque[Entry] = deque()
+        #: (entry, mask) of each greenlet polling the socket.
+        self.pollers: list[tuple[Entry, int]] = []
+        #: readers + writers + pollers: non-zero means someone may need waking.
+        self.count = 0
+        self.closed = False
+        #: A greenlet is in the middle of a multipart send: no other sender may start.
+        self.held = False
+
+    @property
+    def socket(self) -> zmq.Socket:
+        sock = self._ref()
+        if sock is None:  # only reachable from a stale watcher callback
+            raise zmq_error(_ENOTSOCK)
+        return sock
+
+    # -- joining and leaving ----------------------------------------------
+
+    def bind(self) -> Hub:
+        """Make sure the watcher belongs to the current thread's hub; return that hub."""
+        hub = get_hub()
+        if hub is not self.hub:
+            if self.count:
+                raise RuntimeError(
+                    f"{self.socket!r} is being waited on in another thread; "
+                    "a zmq socket must not be used from two threads at once"
+                )
+            if self.closed:
+                raise zmq_error(_ENOTSOCK)
+            if self.watcher is not None:
+                self.watcher.close()
+            self.hub = hub
+            self.watcher = hub.loop.io(_raw_get(self.socket, _FD), 1)
+        return hub
+
+    def join(self) -> None:
+        """Count one more waiter; the first one starts the watcher."""
+        self.count += 1
+        if self.count == 1 and self.watcher is not None:
+            self.watcher.start(self._on_fd)
+
+    def leave(self) -> None:
+        """Count one waiter less; the last one stops the watcher."""
+        self.count -= 1
+        if self.count == 0 and self.watcher is not None:
+            self.watcher.stop()
+
+    # -- observing the socket ---------------------------------------------
+
+    def _on_fd(self) -> None:
+        """The mailbox signal fired (runs in the hub)."""
+        try:
+            self.events()
+        except zmq.ZMQError:
+            pass  # every waiter has been told
+
+    def events(self, me: Entry | None = None) -> int:
+        """Read ``EVENTS`` and wake whoever can now proceed, except *me*.
+
+        On an error (``ETERM``, ``ENOTSOCK``) every waiter is woken with it, and it
+        is raised to the caller too.
+        """
+        try:
+            events: int = _raw_get(self.socket, _EVENTS)
+        except zmq.ZMQError as e:
+            self.fail_all(e.errno)
+            raise
+        self.dispatch(events, me)
+        return events
+
+    def dispatch(self, events: int, me: Entry | None = None) -> None:
+        """Wake the head of each line that *events* make ready, and matching pollers."""
+        if events & POLLIN and self.readers:
+            head = self.readers[0]
+            if head is not me:
+                head.wake(READY)
+        if events & POLLOUT and self.writers:
+            head = self.writers[0]
+            if head is not me:
+                head.wake(READY)
+        for entry, mask in self.pollers:
+            if mask & events and entry is not me:
+                entry.wake(READY)
+
+    def recheck(self, me: Entry | None = None) -> None:
+        """After a call on the socket while others wait: pass on what it revealed."""
+        if self.count and not self.closed:
+            try:
+                self.events(me)
+            except zmq.ZMQError:
+                pass
+
+    def fail_all(self, errno: int) -> None:
+        """Wake every waiter with ``ZMQError(errno)``."""
+        entries = [*self.readers, *self.writers, *(entry for entry, _ in self.pollers)]
+        for entry in entries:
+            entry.wake(zmq_error(errno))
+
+    def close(self) -> None:
+        """The socket is closing: stop watching its fd, wake all waiters with ENOTSOCK."""
+        self.closed = True
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        self.fail_all(_ENOTSOCK)
+
+    # -- waiting ----------------------------------------------------------
+
+    def call(
+        self,
+        direction: int,
+        timeout_ms: int,
+        op: Callable[..., _T],
+        *args: Any,
+        front: bool = False,
+    ) -> _T:
+        """Wait for our turn and for readiness, then return ``op(*args)``.
+
+        Called after ``op`` failed with ``EAGAIN`` in the fast path. *direction* is
+        ``POLLIN`` or ``POLLOUT``; *timeout_ms* follows ``RCVTIMEO``/``SNDTIMEO``
+        (-1: forever; on expiry ``zmq.Again``); *front* puts us at the head of the
+        line (the next frame of a multipart message that already holds the socket).
+        """
+        hub = self.bind()
+        entry = Entry(hub, direction)
+        line = self.readers if direction == POLLIN else self.writers
+        if front:
+            line.appendleft(entry)
+        else:
+            line.append(entry)
+        self.join()
+        deadline = None if timeout_ms < 0 else _monotonic() + timeout_ms / 1000.0
+        retry = False  # the caller has just failed: read EVENTS before trying again
+        try:
+            while True:
+                if self.closed:
+                    raise zmq_error(_ENOTSOCK)
+                head = line[0] is entry
+                if head:
+                    if retry:
+                        try:
+                            return op(*args)
+                        except zmq.Again:
+                            pass
+                    if self.events(entry) & direction:
+                        retry = True
+                        continue
+                retry = True
+                remaining = None if deadline is None else deadline - _monotonic()
+                safety = _safety_timeout(self.socket) if head else None
+                expiry = safety is None or (remaining is not None and remaining <= safety)
+                value = block(entry, remaining if expiry else safety)
+                if value is READY:
+                    continue
+                if value is not TIMER:
+                    raise value
+                ready = self.events(entry) & direction
+                if not expiry:
+                    _stats["safety_wakeups"] += 1
+                    if ready and head:
+                        _stats["rescues"] += 1
+                elif not (ready and head):
+                    raise zmq_error(_EAGAIN)
+        finally:
+            was_head = line[0] is entry
+            line.remove(entry)
+            self.leave()
+            if was_head and line:
+                self.recheck()
+
+
+def _safety_timeout(socket: Any) -> float | None:
+    timeout = getattr(socket, "safety_timeout", DEFAULT_SAFETY_TIMEOUT)
+    return timeout if timeout and timeout > 0 else None
+
+
+def waits_of(socket: zmq.Socket) -> SocketWaits:
+    """The :class:`SocketWaits` of *socket*, created on first use.
+
+    Green sockets make theirs at creation; a plain ``zmq.Socket`` given to a green
+    Poller gets one here.
+    """
+    waits: SocketWaits | None = socket.__dict__.get("_waits")
+    if waits is None:
+        waits = socket.__dict__["_waits"] = SocketWaits(socket)
+    return waits

@@ -1,0 +1,260 @@
+"""Green :class:`Socket`: pyzmq's Socket whose blocking calls block only the calling greenlet."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import zmq
+from zmq.backend import Socket as _RawSocket
+
+from ._waiting import POLLIN, POLLOUT, DEFAULT_SAFETY_TIMEOUT, SocketWaits, waits_of, zmq_error
+from .poll import Poller
+
+__all__ = ["Socket"]
+
+# The backend's methods, called unbound: no sugar layer, no enum arithmetic.
+_send = _RawSocket.send
+_recv = _RawSocket.recv
+_recv_into = _RawSocket.recv_into
+_get = _RawSocket.get
+
+_DONTWAIT = int(zmq.DONTWAIT)
+_SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_RCVTIMEO = int(zmq.RCVTIMEO)
+_SNDTIMEO = int(zmq.SNDTIMEO)
+_Again = zmq.Again
+_ZMQError = zmq.ZMQError
+
+
+class Socket(zmq.Socket):  # type: ignore[type-arg]
+    """Green version of :class:`zmq.Socket`.
+
+    Every call that would block the thread in pyzmq (``send``, ``recv``,
+    ``recv_into``, their multipart/string/json/pyobj/serialized variants and
+    ``poll``) blocks only the calling greenlet. Any number of greenlets may use
+    one socket at once: waiters are served first come, first served, and the
+    frames of a multipart message are never interleaved with another greenlet's.
+
+    ``RCVTIMEO``/``SNDTIMEO`` behave as in pyzmq (``zmq.Again`` on expiry) and an
+    explicit ``zmq.DONTWAIT`` raises ``zmq.Again`` at once.
+
+    Attributes
+    ----------
+    safety_timeout : float or None
+        Seconds a greenlet waiting for readiness goes without a wake-up before it
+        checks the socket anyway (default 10). A net for missed wake-ups, counted
+        in :func:`zmq_green.stats` as ``rescues``; ``None`` or 0 disables it.
+        Settable on the class or on an instance.
+    """
+
+    safety_timeout: float | None = DEFAULT_SAFETY_TIMEOUT
+    _waits: SocketWaits
+    _repr_cls = "zmq_green.Socket"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        waits_of(self)
+
+    def close(self, linger: int | None = None) -> None:
+        """Close the socket, waking every greenlet waiting on it with ``ZMQError(ENOTSOCK)``.
+
+        See :meth:`zmq.Socket.close`.
+        """
+        waits = self.__dict__.get("_waits")
+        if waits is not None and not self._closed:
+            waits.close()
+        super().close(linger)
+
+    # -- options ----------------------------------------------------------------
+
+    def get(self, option: int) -> Any:
+        """Get a socket option; see :meth:`zmq.Socket.get`.
+
+        Reading ``EVENTS`` processes libzmq's pending commands, which may be what
+        another greenlet waits for: it is passed on to them.
+        """
+        value = _get(self, option)
+        if option == _EVENTS:
+            waits = self._waits
+            if waits.count:
+                waits.dispatch(value)
+        return value
+
+    getsockopt = get
+
+    # -- sending ----------------------------------------------------------------
+
+    def send(
+        self,
+        data: Any,
+        flags: int = 0,
+        copy: bool = True,
+        track: bool = False,
+        routing_id: int | None = None,
+        group: str | None = None,
+    ) -> zmq.MessageTracker | None:
+        """Send a single zmq message frame, blocking only the calling greenlet.
+
+        Parameters are those of :meth:`zmq.Socket.send`. With ``flags=zmq.DONTWAIT``
+        (or ``SNDTIMEO`` expiring) raises :class:`zmq.Again`.
+        """
+        if routing_id is not None or group is not None:
+            data = _draft_frame(self, data, copy, track, routing_id, group)
+        if flags:
+            flags = int(flags)
+        waits = self._waits
+        if not waits.held:
+            try:
+                tracker = _send(self, data, flags | _DONTWAIT, copy, track)
+            except _Again:
+                if flags & _DONTWAIT:
+                    waits.recheck()
+                    raise
+            except _ZMQError:
+                waits.recheck()
+                raise
+            else:
+                if waits.count:
+                    waits.recheck()
+                return tracker  # type: ignore[no-any-return]
+        elif flags & _DONTWAIT:
+            raise zmq_error(zmq.EAGAIN)
+        return waits.call(
+            POLLOUT, _get(self, _SNDTIMEO), _send, self, data, flags | _DONTWAIT, copy, track
+        )
+
+    def send_multipart(
+        self,
+        msg_parts: Sequence[Any],
+        flags: int = 0,
+        copy: bool = True,
+        track: bool = False,
+        **kwargs: Any,
+    ) -> zmq.MessageTracker | None:
+        """Send a sequence of buffers as one multipart message, greenly.
+
+        Once the first frame is accepted the socket's send side belongs to this
+        greenlet until the last frame: no other greenlet's frames can come between.
+        Parameters are those of :meth:`zmq.Socket.send_multipart`.
+        """
+        for i, part in enumerate(msg_parts):
+            if isinstance(part, (zmq.Frame, bytes, memoryview)):
+                continue
+            try:
+                memoryview(part)
+            except Exception:
+                rpart = repr(part)
+                if len(rpart) > 32:
+                    rpart = rpart[:32] + "..."
+                raise TypeError(f"Frame {i} ({rpart}) does not support the buffer interface.")
+        if flags:
+            flags = int(flags)
+        last = len(msg_parts) - 1
+        if last < 0:
+            # pyzmq's own behaviour for an empty message
+            raise IndexError("list index out of range")
+        self.send(msg_parts[0], flags | _SNDMORE if last else flags, copy=copy, track=track)
+        if not last:
+            return None
+        waits = self._waits
+        more = flags | _SNDMORE | _DONTWAIT
+        tracker = None
+        for i in range(1, last + 1):
+            frame_flags = more if i < last else flags | _DONTWAIT
+            try:
+                tracker = _send(self, msg_parts[i], frame_flags, copy, track)
+            except _Again:
+                # libzmq counts its high-water mark in whole messages, so this is not
+                # expected; if it happens, hold the send side until the last frame.
+                waits.held = True
+                try:
+                    tracker = waits.call(
+                        POLLOUT, -1, _send, self, msg_parts[i], frame_flags, copy, track, front=True
+                    )
+                finally:
+                    waits.held = False
+        if waits.count:
+            waits.recheck()
+        return tracker  # type: ignore[no-any-return]
+
+    # -- receiving --------------------------------------------------------------
+
+    def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
+        """Receive one message frame, blocking only the calling greenlet.
+
+        Parameters and return value are those of :meth:`zmq.Socket.recv`. With
+        ``flags=zmq.DONTWAIT`` (or ``RCVTIMEO`` expiring) raises :class:`zmq.Again`.
+        """
+        if flags:
+            flags = int(flags)
+        waits = self._waits
+        try:
+            msg = _recv(self, flags | _DONTWAIT, copy, track)
+        except _Again:
+            if flags & _DONTWAIT:
+                waits.recheck()
+                raise
+        except _ZMQError:
+            waits.recheck()
+            raise
+        else:
+            if waits.count:
+                waits.recheck()
+            return msg
+        return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv, self, flags | _DONTWAIT, copy, track)
+
+    def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
+        """Receive a multipart message as a list of bytes or Frames, greenly.
+
+        libzmq delivers a multipart message whole: once its first frame is here,
+        the rest follow without waiting, so no other greenlet can take part of it.
+        Parameters are those of :meth:`zmq.Socket.recv_multipart`.
+        """
+        parts = [self.recv(flags, copy=copy, track=track)]
+        while _get(self, _RCVMORE):
+            parts.append(self.recv(flags, copy=copy, track=track))
+        return parts
+
+    def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive a frame into *buffer*, blocking only the calling greenlet.
+
+        See :meth:`zmq.Socket.recv_into`.
+        """
+        if flags:
+            flags = int(flags)
+        waits = self._waits
+        try:
+            n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
+        except _Again:
+            if flags & _DONTWAIT:
+                waits.recheck()
+                raise
+        except _ZMQError:
+            waits.recheck()
+            raise
+        else:
+            if waits.count:
+                waits.recheck()
+            return n  # type: ignore[no-any-return]
+        return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv_into_dontwait, self, buffer, nbytes, flags)
+
+    _poller_class = Poller
+
+
+def _recv_into_dontwait(socket: Socket, buffer: Any, nbytes: int, flags: int) -> int:
+    return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)  # type: ignore[no-any-return]
+
+
+def _draft_frame(
+    socket: Socket, data: Any, copy: bool, track: bool, routing_id: int | None, group: str | None
+) -> zmq.Frame:
+    """A Frame carrying a DRAFT routing id (SERVER) or group (RADIO), as pyzmq builds it."""
+    if not isinstance(data, zmq.Frame):
+        data = zmq.Frame(data, track=track, copy=copy or None, copy_threshold=socket.copy_threshold)
+    if routing_id is not None:
+        data.routing_id = routing_id
+    if group is not None:
+        data.group = group
+    return data

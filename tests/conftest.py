@@ -1,0 +1,70 @@
+"""Shared fixtures.
+
+``mod`` runs a test body against native pyzmq and zmq_green where their behaviour
+must match; ``ctx`` gives a green context that is destroyed after the test.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any, Iterator
+
+import gevent
+import pytest
+import zmq
+
+import zmq_green
+
+
+@pytest.fixture(params=["zmq", "zmq_green"])
+def mod(request: pytest.FixtureRequest) -> Any:
+    """The module under test: ``zmq`` (the reference) or ``zmq_green``."""
+    return zmq if request.param == "zmq" else zmq_green
+
+
+@pytest.fixture
+def mod_ctx(mod: Any) -> Iterator[Any]:
+    """A context of ``mod``, destroyed (linger 0) after the test."""
+    ctx = mod.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq_green.Context]:
+    """A green context, destroyed (linger 0) after the test."""
+    context = zmq_green.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def no_rescues() -> Iterator[None]:
+    """Fail the test if the safety timeout had to rescue a missed wake-up during it."""
+    before = zmq_green.stats()["rescues"]
+    yield
+    assert zmq_green.stats()["rescues"] == before, "a wake-up was missed (safety timeout rescued it)"
+
+
+def pair(ctx: Any, a_type: int, b_type: int, transport: str = "inproc") -> tuple[Any, Any]:
+    """Two connected sockets of *ctx*: ``a`` binds, ``b`` connects."""
+    a = ctx.socket(a_type)
+    b = ctx.socket(b_type)
+    a.linger = 0
+    b.linger = 0
+    if transport == "inproc":
+        addr = f"inproc://pair-{id(a)}"
+        a.bind(addr)
+        b.connect(addr)
+    else:
+        a.bind("tcp://127.0.0.1:*")
+        b.connect(a.last_endpoint)
+    return a, b
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_greenlets() -> Iterator[None]:
+    yield
+    # Let killed greenlets finish their cleanup before the next test starts.
+    gevent.sleep(0)
+    gc.collect()

@@ -172,7 +172,9 @@ class SocketWaits:
     an abandoned socket is still closed by its ``__del__``.
     """
 
-    __slots__ = ("_ref", "hub", "watcher", "readers", "writers", "pollers", "count", "closed", "held")
+    __slots__ = (
+        "_ref", "hub", "watcher", "readers", "writers", "pollers", "count", "closed", "held", "poked"
+    )
 
     def __init__(self, socket: zmq.Socket) -> None:
         self._ref = weakref.ref(socket)
@@ -187,6 +189,8 @@ class SocketWaits:
         self.closed = False
         #: A greenlet is in the middle of a multipart send: no other sender may start.
         self.held = False
+        #: A recheck is scheduled for the hub's next turn.
+        self.poked = False
 
     @property
     def socket(self) -> zmq.Socket:
@@ -262,6 +266,21 @@ class SocketWaits:
         for entry, mask in self.pollers:
             if mask & events and entry is not me:
                 entry.wake(READY)
+
+    def poke(self) -> None:
+        """A call was made on the socket while others wait: recheck before the hub blocks.
+
+        The recheck runs as a hub callback, so a greenlet making many calls in a
+        row pays for one ``EVENTS`` read, and it runs before the hub next waits
+        for I/O, so no wake-up can be lost in between.
+        """
+        if self.count and not self.poked and self.hub is not None:
+            self.poked = True
+            self.hub.loop.run_callback(self._poked)
+
+    def _poked(self) -> None:
+        self.poked = False
+        self.recheck()
 
     def recheck(self, me: Entry | None = None) -> None:
         """After a call on the socket while others wait: pass on what it revealed."""

@@ -110,14 +110,14 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
                 tracker = _send(self, data, flags | _DONTWAIT, copy, track)
             except _Again:
                 if flags & _DONTWAIT:
-                    waits.recheck()
+                    waits.poke()
                     raise
             except _ZMQError:
-                waits.recheck()
+                waits.poke()
                 raise
             else:
                 if waits.count:
-                    waits.recheck()
+                    waits.poke()
                 return tracker  # type: ignore[no-any-return]
         elif flags & _DONTWAIT:
             raise zmq_error(zmq.EAGAIN)
@@ -176,7 +176,7 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
                 finally:
                     waits.held = False
         if waits.count:
-            waits.recheck()
+            waits.poke()
         return tracker  # type: ignore[no-any-return]
 
     # -- receiving --------------------------------------------------------------
@@ -194,14 +194,14 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
             msg = _recv(self, flags | _DONTWAIT, copy, track)
         except _Again:
             if flags & _DONTWAIT:
-                waits.recheck()
+                waits.poke()
                 raise
         except _ZMQError:
-            waits.recheck()
+            waits.poke()
             raise
         else:
             if waits.count:
-                waits.recheck()
+                waits.poke()
             return msg
         return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv, self, flags | _DONTWAIT, copy, track)
 
@@ -229,14 +229,14 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
             n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
         except _Again:
             if flags & _DONTWAIT:
-                waits.recheck()
+                waits.poke()
                 raise
         except _ZMQError:
-            waits.recheck()
+            waits.poke()
             raise
         else:
             if waits.count:
-                waits.recheck()
+                waits.poke()
             return n  # type: ignore[no-any-return]
         return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv_into_dontwait, self, buffer, nbytes, flags)
 

@@ -45,23 +45,33 @@ class Poller(zmq.Poller):
 
     def __init__(self) -> None:
         super().__init__()
+        self._split: tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]] | None = None
         # fd watchers, made on first wait per (fd, events, hub) and kept while registered.
         self._fd_watchers: dict[tuple[int, int, Any], Any] = {}
-
-    def unregister(self, socket: Any) -> None:
-        """Remove a 0MQ socket or native fd from the poller; see :meth:`zmq.Poller.unregister`."""
-        super().unregister(socket)
-        self._drop_fd_watchers()
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
         super().register(socket, flags)
-        self._drop_fd_watchers()
+        self._changed()
 
-    def _drop_fd_watchers(self) -> None:
+    def unregister(self, socket: Any) -> None:
+        """Remove a 0MQ socket or native fd from the poller; see :meth:`zmq.Poller.unregister`."""
+        super().unregister(socket)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._split = None
         for watcher in self._fd_watchers.values():
             watcher.close()
         self._fd_watchers.clear()
+
+    def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
+        """The registrations split into (zmq socket waits, flags) and (fd or object, flags)."""
+        if self._split is None:
+            zsocks = [(waits_of(s), int(f)) for s, f in self.sockets if isinstance(s, zmq.Socket)]
+            fds = [(s, int(f)) for s, f in self.sockets if not isinstance(s, zmq.Socket)]
+            self._split = (zsocks, fds)
+        return self._split
 
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]:
         """Poll the registered 0MQ sockets and fds, blocking only the calling greenlet.
@@ -80,9 +90,8 @@ class Poller(zmq.Poller):
             timeout = -1
         elif isinstance(timeout, float):
             timeout = int(timeout)
-        sockets = self.sockets
-        ready: list[tuple[Any, int]] = zmq_poll(sockets, 0)
-        _pass_on(sockets, None)
+        ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
+        _pass_on(self._registered()[0], 0)
         if ready or timeout == 0:
             return ready
         return self._wait(timeout)
@@ -92,21 +101,20 @@ class Poller(zmq.Poller):
         entry = Entry(hub, 0)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = self.safety_timeout if self.safety_timeout and self.safety_timeout > 0 else None
+        zsocks, fds = self._registered()
+        sockets = self.sockets
         joined: list[SocketWaits] = []
         watchers: list[Any] = []
-        sockets = self.sockets
         try:
-            for sock, flags in sockets:
-                if isinstance(sock, zmq.Socket):
-                    waits = waits_of(sock)
-                    waits.bind()
-                    waits.pollers.append((entry, flags))
-                    joined.append(waits)
-                    waits.join()
-                else:
-                    watcher = self._fd_watcher(hub, sock, flags)
-                    watcher.start(entry.wake, READY)
-                    watchers.append(watcher)
+            for waits, flags in zsocks:
+                waits.bind()
+                waits.pollers.append((entry, flags))
+                joined.append(waits)
+                waits.join()
+            for fd, flags in fds:
+                watcher = self._fd_watcher(hub, fd, flags)
+                watcher.start(entry.wake, READY)
+                watchers.append(watcher)
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 expiry = safety is None or (remaining is not None and remaining <= safety)
@@ -114,7 +122,7 @@ class Poller(zmq.Poller):
                 # Whatever woke us (readiness, a timer, close or term), zmq_poll
                 # says what is true, and raises what pyzmq's poll would raise.
                 ready = zmq_poll(sockets, 0)
-                _pass_on(sockets, entry)
+                _pass_on(zsocks, 1)
                 if value is TIMER and not expiry:
                     _stats["safety_wakeups"] += 1
                     if ready:
@@ -125,13 +133,15 @@ class Poller(zmq.Poller):
             for watcher in watchers:
                 watcher.stop()
             for waits in joined:
-                for i, (e, _) in enumerate(waits.pollers):
-                    if e is entry:
-                        del waits.pollers[i]
+                pollers = waits.pollers
+                for i in range(len(pollers)):
+                    if pollers[i][0] is entry:
+                        del pollers[i]
                         break
                 waits.leave()
 
     def _fd_watcher(self, hub: Any, sock: Any, flags: int) -> Any:
+        """The hub's io watcher for a raw fd (or object with ``fileno()``), kept between polls."""
         fd = sock if isinstance(sock, int) else sock.fileno()
         # POLLERR alone still needs a readable watch: errors show as readable.
         events = (1 if flags & (POLLIN | _POLLERR) else 0) | (2 if flags & POLLOUT else 0)
@@ -149,16 +159,14 @@ class Poller(zmq.Poller):
                 pass
 
 
-def _pass_on(sockets: list[tuple[Any, int]], me: Entry | None) -> None:
-    """zmq_poll read EVENTS on every socket: tell their other waiters what it found.
+def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:
+    """zmq_poll read EVENTS on every socket: have their other waiters told what it found.
 
-    *me* is the polling greenlet's entry when it is registered on the sockets.
+    *ours* is how many of each socket's waiters are this poller (0 or 1).
     """
-    ours = 0 if me is None else 1
-    for sock, _ in sockets:
-        waits: SocketWaits | None = getattr(sock, "__dict__", {}).get("_waits")
-        if waits is not None and waits.count > ours:
-            waits.recheck(me)
+    for waits, _ in zsocks:
+        if waits.count > ours:
+            waits.poke()
 
 
 def select(

@@ -299,9 +299,12 @@ class SocketWaits:
     def close(self) -> None:
         """The socket is closing: stop watching its fd, wake all waiters with ENOTSOCK."""
         self.closed = True
-        if self.watcher is not None:
-            self.watcher.close()
-            self.watcher = None
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            try:
+                watcher.close()
+            except Exception:  # pragma: no cover - the hub is gone (interpreter exit)
+                pass
         self.fail_all(_ENOTSOCK)
 
     # -- waiting ----------------------------------------------------------
@@ -321,6 +324,10 @@ class SocketWaits:
         (-1: forever; on expiry ``zmq.Again``); *front* puts us at the head of the
         line (the next frame of a multipart message that already holds the socket).
         """
+        if timeout_ms == 0:
+            # pyzmq's RCVTIMEO/SNDTIMEO of 0: fail at once, as the fast path just did.
+            self.poke()
+            raise zmq_error(_EAGAIN)
         hub = self.bind()
         entry = Entry(hub, direction)
         line = self.readers if direction == POLLIN else self.writers

@@ -23,12 +23,15 @@ from zmq import *  # noqa: F403
 from ._version import __version__ as green_version
 from ._waiting import reset_stats, stats
 from .context import Context
-from .device import device, proxy, proxy_steerable
-from .poll import Poller, select
+from .device import device as device
+from .device import proxy as proxy  # type: ignore[assignment]
+from .device import proxy_steerable as proxy_steerable  # type: ignore[assignment]
+from .poll import Poller as Poller
+from .poll import select as select
 from .socket import Socket
 
-SyncSocket = Socket
-SyncContext = Context
+SyncSocket = Socket  # type: ignore[misc]
+SyncContext = Context  # type: ignore[misc]
 
 __all__: list[str] = [*_zmq.__all__, "green_version", "stats", "reset_stats"]
 

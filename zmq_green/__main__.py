@@ -13,7 +13,8 @@ import argparse
 import importlib
 import platform
 import sys
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 # subcommand -> (module, help); each module has ``main(argv) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if args else 2
-    ns, rest = parser.parse_known_args(args[:1])
+    ns = parser.parse_args(args[:1])
     if ns.command == "info":
         print("\n".join(info_lines()))
         return 0

@@ -52,7 +52,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 import zmq
 from gevent import get_hub
@@ -60,7 +60,7 @@ from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
-__all__ = ["SocketWaits", "Entry", "block", "waits_of", "stats", "reset_stats", "zmq_error"]
+__all__ = ["Entry", "SocketWaits", "block", "reset_stats", "stats", "waits_of", "zmq_error"]
 
 _T = TypeVar("_T")
 
@@ -120,7 +120,7 @@ class Entry:
     readiness is delivered once, not once per observer.
     """
 
-    __slots__ = ("waiter", "mask", "woken", "hub")
+    __slots__ = ("hub", "mask", "waiter", "woken")
 
     def __init__(self, hub: Hub, mask: int) -> None:
         self.hub = hub
@@ -173,10 +173,19 @@ class SocketWaits:
     """
 
     __slots__ = (
-        "_ref", "hub", "watcher", "readers", "writers", "pollers", "count", "closed", "held", "poked"
+        "_ref",
+        "closed",
+        "count",
+        "held",
+        "hub",
+        "poked",
+        "pollers",
+        "readers",
+        "watcher",
+        "writers"
     )
 
-    def __init__(self, socket: zmq.Socket) -> None:
+    def __init__(self, socket: zmq.Socket[Any]) -> None:
         self._ref = weakref.ref(socket)
         self.hub: Hub | None = None
         self.watcher: Any = None
@@ -193,7 +202,7 @@ class SocketWaits:
         self.poked = False
 
     @property
-    def socket(self) -> zmq.Socket:
+    def socket(self) -> zmq.Socket[Any]:
         sock = self._ref()
         if sock is None:  # only reachable from a stale watcher callback
             raise zmq_error(_ENOTSOCK)
@@ -246,9 +255,9 @@ class SocketWaits:
         is raised to the caller too.
         """
         try:
-            events: int = _raw_get(self.socket, _EVENTS)
+            events = cast(int, _raw_get(self.socket, _EVENTS))
         except zmq.ZMQError as e:
-            self.fail_all(e.errno)
+            self.fail_all(e.errno or _ENOTSOCK)
             raise
         self.dispatch(events, me)
         return events
@@ -381,7 +390,7 @@ def _safety_timeout(socket: Any) -> float | None:
     return timeout if timeout and timeout > 0 else None
 
 
-def waits_of(socket: zmq.Socket) -> SocketWaits:
+def waits_of(socket: zmq.Socket[Any]) -> SocketWaits:
     """The :class:`SocketWaits` of *socket*, created on first use.
 
     Green sockets make theirs at creation; a plain ``zmq.Socket`` given to a green

@@ -28,7 +28,7 @@ def run_off_thread(func: Callable[..., _T], *args: Any) -> _T:
     return hub.threadpool.spawn(func, *args).get()  # type: ignore[no-any-return]
 
 
-class Context(zmq.Context[Socket]):  # type: ignore[type-var]
+class Context(zmq.Context[Socket]):
     """Green version of :class:`zmq.Context`.
 
     Its sockets are :class:`zmq_green.Socket`. :meth:`term` and :meth:`destroy`

@@ -10,11 +10,11 @@ from gevent import get_hub
 from zmq.backend import zmq_poll
 
 from ._waiting import (
+    DEFAULT_SAFETY_TIMEOUT,
     POLLIN,
     POLLOUT,
     READY,
     TIMER,
-    DEFAULT_SAFETY_TIMEOUT,
     Entry,
     SocketWaits,
     _stats,

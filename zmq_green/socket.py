@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, cast
 
 import zmq
 from zmq.backend import Socket as _RawSocket
 
-from ._waiting import POLLIN, POLLOUT, DEFAULT_SAFETY_TIMEOUT, SocketWaits, waits_of, zmq_error
+from ._waiting import DEFAULT_SAFETY_TIMEOUT, POLLIN, POLLOUT, SocketWaits, waits_of, zmq_error
 from .poll import Poller
 
 __all__ = ["Socket"]
@@ -79,14 +80,14 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
         if option == _EVENTS:
             waits = self._waits
             if waits.count:
-                waits.dispatch(value)
+                waits.dispatch(cast(int, value))
         return value
 
     getsockopt = get
 
     # -- sending ----------------------------------------------------------------
 
-    def send(
+    def send(  # type: ignore[override]
         self,
         data: Any,
         flags: int = 0,
@@ -118,11 +119,11 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
             else:
                 if waits.count:
                     waits.poke()
-                return tracker  # type: ignore[no-any-return]
+                return tracker
         elif flags & _DONTWAIT:
             raise zmq_error(zmq.EAGAIN)
         return waits.call(
-            POLLOUT, _get(self, _SNDTIMEO), _send, self, data, flags | _DONTWAIT, copy, track
+            POLLOUT, cast(int, _get(self, _SNDTIMEO)), _send, self, data, flags | _DONTWAIT, copy, track
         )
 
     def send_multipart(
@@ -177,7 +178,7 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
                     waits.held = False
         if waits.count:
             waits.poke()
-        return tracker  # type: ignore[no-any-return]
+        return tracker
 
     # -- receiving --------------------------------------------------------------
 
@@ -203,7 +204,7 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
             if waits.count:
                 waits.poke()
             return msg
-        return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv, self, flags | _DONTWAIT, copy, track)
+        return waits.call(POLLIN, cast(int, _get(self, _RCVTIMEO)), _recv, self, flags | _DONTWAIT, copy, track)
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
         """Receive a multipart message as a list of bytes or Frames, greenly.
@@ -237,14 +238,14 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
         else:
             if waits.count:
                 waits.poke()
-            return n  # type: ignore[no-any-return]
-        return waits.call(POLLIN, _get(self, _RCVTIMEO), _recv_into_dontwait, self, buffer, nbytes, flags)
+            return n
+        return waits.call(POLLIN, cast(int, _get(self, _RCVTIMEO)), _recv_into_dontwait, self, buffer, nbytes, flags)
 
     _poller_class = Poller
 
 
 def _recv_into_dontwait(socket: Socket, buffer: Any, nbytes: int, flags: int) -> int:
-    return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)  # type: ignore[no-any-return]
+    return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
 
 
 def _draft_frame(
@@ -257,4 +258,4 @@ def _draft_frame(
         data.routing_id = routing_id
     if group is not None:
         data.group = group
-    return data
+    return cast(zmq.Frame, data)

@@ -6,8 +6,9 @@ conversation at a time) and sends a few requests. All of them run in one thread:
 every ``send``/``recv`` blocks only the greenlet that makes it, so the server
 interleaves the clients' requests as they come.
 
-Clients set ``RCVTIMEO``: if the server stopped answering, their ``recv`` would
-raise ``zmq.Again`` after 5 s instead of waiting forever, as in pyzmq.
+Clients set ``RCVTIMEO``, as they would with pyzmq: if the server stopped
+answering, their ``recv`` would raise ``zmq.Again`` after 5 s. (pyzmq's
+``zmq.green`` ignores ``RCVTIMEO`` and would wait forever.)
 
 Run it::
 

@@ -30,7 +30,7 @@ import zmq_green as zmq
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Many greenlets sending on one PUSH socket.")
     parser.add_argument("--greenlets", type=int, default=100, help="senders sharing the socket")
     parser.add_argument("--messages", type=int, default=100, help="messages per sender")
     args = parser.parse_args(argv)
@@ -61,17 +61,15 @@ def main(argv: list[str] | None = None) -> int:
             seen.setdefault(int(n), []).append(int(seq))
         return seen
 
-    zmq.reset_stats()
     start = time.perf_counter()
-    with gevent.Timeout(60):  # a demo must never hang
-        sink = gevent.spawn(receive)
-        gevent.joinall([gevent.spawn(sender, n) for n in range(args.greenlets)], raise_error=True)
-        seen = sink.get()
+    sink = gevent.spawn(receive)
+    gevent.joinall([gevent.spawn(sender, n) for n in range(args.greenlets)], raise_error=True)
+    seen = sink.get()
     elapsed = time.perf_counter() - start
     ctx.destroy(linger=0)
 
     expected = list(range(args.messages))
-    complete = sum(len(seqs) for n, seqs in seen.items() if seqs == expected)
+    complete = sum(len(seqs) for seqs in seen.values() if seqs == expected)
     stats = zmq.stats()
     print(f"moved {complete}/{total} messages from {args.greenlets} greenlets on one PUSH socket (SNDHWM 10)")
     print(f"wall time {elapsed:.3f} s ({total / elapsed:,.0f} msg/s)")

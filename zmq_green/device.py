@@ -1,31 +1,329 @@
-"""Green devices: libzmq's own proxy in gevent's threadpool, the caller waiting greenly."""
+"""Green devices: libzmq's own proxy in a native thread, the caller waiting greenly.
+
+How a proxy runs
+----------------
+
+``zmq_proxy_steerable`` is a C loop that releases the GIL and moves messages at
+libzmq's native speed. Nothing can interrupt it but a message on its control
+socket or the termination of its sockets' context. So each call gets:
+
+* its own OS thread. Not a worker of the hub's threadpool: a proxy keeps its
+  thread for its whole life, and ``Context.term()``, which is what ends proxies
+  with ``ETERM``, runs in that pool; a few proxies would starve it for good. The
+  thread is started with the original ``_thread.start_new_thread``, so it is a
+  real thread even after ``gevent.monkey.patch_all()``;
+* an internal ``PAIR`` of sockets, in a private context, as the C proxy's
+  control socket. When the calling greenlet is killed or a ``gevent.Timeout``
+  fires, it sends ``TERMINATE`` there and waits (a few milliseconds) for the
+  thread to let go of the sockets, which are then closable and their context
+  terminable;
+* if the caller gave a control socket, a greenlet relaying its commands to the
+  internal pair, and ``STATISTICS`` replies back.
+
+The caller waits for the thread with :class:`Completion`: a thread-safe one-shot
+flag whose waiters block through :func:`zmq_green._waiting.block`, woken by an
+async watcher that the finishing thread signals.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any, Callable
 
+import gevent
 import zmq
+from gevent import get_hub
+from gevent._hub_local import get_hub_if_exists
+from gevent.monkey import get_original
+from greenlet import getcurrent
+from zmq.backend import proxy_steerable as _c_proxy_steerable
 
-from .context import run_off_thread
+from ._waiting import READY, Entry, block
+from .context import Context
+from .socket import Socket
 
-__all__ = ["device", "proxy", "proxy_steerable"]
+__all__ = ["Completion", "NativeThread", "device", "green_socket", "proxy", "proxy_steerable"]
+
+# Real OS threads and locks, whatever gevent.monkey has patched.
+_start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
+_allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
+
+PAUSE = b"PAUSE"
+RESUME = b"RESUME"
+TERMINATE = b"TERMINATE"
+STATISTICS = b"STATISTICS"
+_COMMANDS = frozenset((PAUSE, RESUME, TERMINATE, STATISTICS))
+_EINVAL = int(zmq.EINVAL)
 
 
-def proxy(frontend: zmq.Socket, backend: zmq.Socket, capture: zmq.Socket | None = None) -> None:
-    """Start a zeromq proxy, blocking only the calling greenlet; see :func:`zmq.proxy`."""
-    run_off_thread(zmq.proxy, frontend, backend, capture)
+class Completion:
+    """A one-shot flag, set from any OS thread, awaited by greenlets of any thread.
+
+    :meth:`wait` blocks only the calling greenlet. Each waiter holds an async
+    watcher on its own hub while it waits: the only watcher libev lets another
+    thread signal, and it keeps the hub's loop alive meanwhile.
+    """
+
+    __slots__ = ("_done", "_lock", "_watchers")
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._done = False
+        self._watchers: list[Any] = []
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` has been called."""
+        return self._done
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter. Callable from any thread."""
+        with self._lock:
+            self._done = True
+            # Under the lock: a waiter closes its watcher only while holding it.
+            for watcher in self._watchers:
+                watcher.send()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block the calling greenlet until the flag is set or *timeout* seconds pass.
+
+        Returns
+        -------
+        set : bool
+            Whether the flag is set.
+        """
+        if self._done:
+            return True
+        hub = get_hub()
+        entry = Entry(hub, 0)
+        watcher = hub.loop.async_()
+        watcher.start(entry.wake, READY)
+        with self._lock:
+            if self._done:
+                watcher.close()
+                return True
+            self._watchers.append(watcher)
+        try:
+            block(entry, timeout)
+        finally:
+            with self._lock:
+                self._watchers.remove(watcher)
+                watcher.close()
+        return self._done
+
+
+class NativeThread:
+    """Run ``target(*args)`` in a real OS thread; join it from a greenlet without blocking the hub.
+
+    The part of :class:`threading.Thread`'s API that devices use: :meth:`start`,
+    :meth:`join`, :meth:`is_alive`, ``daemon``. The thread is real even after
+    ``gevent.monkey.patch_all()``, and, like a daemon thread, does not keep the
+    interpreter alive at exit (``daemon`` is accepted for compatibility only).
+
+    Attributes
+    ----------
+    result : object
+        What *target* returned.
+    exception : BaseException or None
+        What *target* raised, if anything.
+    """
+
+    def __init__(self, target: Callable[..., Any], args: Sequence[Any] = ()) -> None:
+        self.target = target
+        self.args = tuple(args)
+        self.daemon = True
+        self.result: Any = None
+        self.exception: BaseException | None = None
+        self.finished = Completion()
+        self._started = False
+
+    def start(self) -> None:
+        """Start the thread."""
+        if self._started:
+            raise RuntimeError("threads can only be started once")
+        self._started = True
+        _start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            self.result = self.target(*self.args)
+        except BaseException as e:  # handed to whoever joins
+            self.exception = e
+        finally:
+            self.finished.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the thread ends or *timeout* seconds pass, blocking only the calling greenlet."""
+        if not self._started:
+            raise RuntimeError("cannot join thread before it is started")
+        self.finished.wait(timeout)
+
+    def is_alive(self) -> bool:
+        """Whether the thread has started and not yet finished."""
+        return self._started and not self.finished.is_set()
+
+
+def green_socket(socket: zmq.Socket[Any]) -> Socket:
+    """*socket* itself if it is green, else a green shadow of the same libzmq socket."""
+    if isinstance(socket, Socket):
+        return socket
+    return Socket.shadow(socket.underlying)
+
+
+_control_context: Context | None = None
+_control_pid = 0
+_pair_ids = itertools.count()
+
+
+def _control_pair() -> tuple[Socket, Socket]:
+    """A connected PAIR: (ours, the C proxy's), in a private context.
+
+    Private, so that terminating the user's context never waits for these.
+    """
+    global _control_context, _control_pid
+    if _control_context is None or _control_pid != os.getpid():
+        _control_context = Context()
+        _control_pid = os.getpid()
+    ours = _control_context.socket(zmq.PAIR)
+    theirs = _control_context.socket(zmq.PAIR)
+    ours.linger = theirs.linger = 0
+    address = f"inproc://zmq_green.proxy.{next(_pair_ids)}"
+    ours.bind(address)
+    theirs.connect(address)
+    return ours, theirs
+
+
+def _relay(control: Socket, ours: Socket) -> BaseException | None:
+    """Forward the user's control commands to the proxy; STATISTICS replies back.
+
+    Returns (not raises: a failed greenlet would be reported by the hub) the error
+    that ended it, after telling the proxy to terminate.
+    """
+    try:
+        while True:
+            msg = control.recv_multipart()
+            if len(msg) != 1 or msg[0] not in _COMMANDS:
+                # libzmq aborts the process on an unknown command; we end the proxy.
+                raise zmq.ZMQError(_EINVAL, f"invalid command sent to proxy: {msg!r}")
+            ours.send(msg[0])
+            if msg[0] == STATISTICS:
+                control.send_multipart(ours.recv_multipart())
+            elif msg[0] == TERMINATE:
+                return None
+    except Exception as e:
+        ours.send(TERMINATE)
+        return e
+
+
+def _finish(thread: NativeThread) -> None:
+    """Wait for *thread* to end, whatever interrupts the wait: its sockets are in use until then."""
+    while True:
+        try:
+            thread.join()
+            return
+        except BaseException:  # a second kill; the first one is re-raised by our caller
+            if not thread.is_alive():
+                return
 
 
 def proxy_steerable(
-    frontend: zmq.Socket,
-    backend: zmq.Socket,
-    capture: zmq.Socket | None = None,
-    control: zmq.Socket | None = None,
-) -> None:
-    """Start a steerable proxy, blocking only the calling greenlet; see :func:`zmq.proxy_steerable`."""
-    run_off_thread(zmq.proxy_steerable, frontend, backend, capture, control)
+    frontend: zmq.Socket[Any],
+    backend: zmq.Socket[Any],
+    capture: zmq.Socket[Any] | None = None,
+    control: zmq.Socket[Any] | None = None,
+) -> int:
+    """Start a zeromq proxy with control flow, blocking only the calling greenlet.
+
+    libzmq's own proxy runs in a native thread (GIL released), so messages move at
+    libzmq's speed; see :func:`zmq.proxy_steerable`. Killing the calling greenlet,
+    or a :class:`gevent.Timeout` around the call, terminates the proxy within
+    milliseconds and leaves its sockets closable and their context terminable.
+
+    Parameters
+    ----------
+    frontend : Socket
+        The Socket instance for the incoming traffic.
+    backend : Socket
+        The Socket instance for the outbound traffic. May be *frontend* itself.
+    capture : Socket, optional
+        The Socket instance for capturing traffic: it gets a copy of every message.
+    control : Socket, optional
+        The Socket instance for control flow. It may send ``PAUSE``, ``RESUME``,
+        ``TERMINATE`` (the call returns 0) and ``STATISTICS`` (answered with
+        libzmq's eight 64-bit counters). Any other message ends the proxy with
+        ``ZMQError(EINVAL)`` (libzmq itself would abort the process).
+
+    Returns
+    -------
+    rc : int
+        0, once the proxy was told to terminate.
+
+    Raises
+    ------
+    ContextTerminated
+        When the context of the sockets is terminated, as in pyzmq.
+    """
+    hub = get_hub_if_exists()
+    if hub is None or getcurrent() is hub:
+        # No greenlet to give the time to: block the thread, as pyzmq does.
+        return _c_proxy_steerable(frontend, backend, capture, control)
+    ours, theirs = _control_pair()
+    try:
+        thread = NativeThread(_c_proxy_steerable, (frontend, backend, capture, theirs))
+        thread.start()
+        relay = None if control is None else gevent.spawn(_relay, green_socket(control), ours)
+        try:
+            thread.join()
+        except BaseException:
+            if relay is not None:
+                relay.kill()
+            ours.send(TERMINATE)
+            _finish(thread)
+            raise
+        if relay is not None:
+            relay.kill()  # waiting in recv, or already done
+        if thread.exception is not None:
+            raise thread.exception
+        if relay is not None and isinstance(relay.value, BaseException):
+            raise relay.value
+        return thread.result  # type: ignore[no-any-return]
+    finally:
+        ours.close()
+        theirs.close()
 
 
-def device(device_type: int, frontend: zmq.Socket, backend: zmq.Socket) -> Any:
-    """Start a zeromq device, blocking only the calling greenlet; see :func:`zmq.device`."""
-    return run_off_thread(zmq.device, device_type, frontend, backend)
+def proxy(frontend: zmq.Socket[Any], backend: zmq.Socket[Any], capture: zmq.Socket[Any] | None = None) -> int:
+    """Start a zeromq proxy, blocking only the calling greenlet.
+
+    See :func:`zmq.proxy` and :func:`proxy_steerable` (which this is, without a
+    control socket): it runs until the context is terminated (raising
+    :class:`zmq.ContextTerminated`) or the calling greenlet is killed.
+
+    Parameters
+    ----------
+    frontend : Socket
+        The Socket instance for the incoming traffic.
+    backend : Socket
+        The Socket instance for the outbound traffic.
+    capture : Socket, optional
+        The Socket instance for capturing traffic.
+    """
+    return proxy_steerable(frontend, backend, capture)
+
+
+def device(device_type: int, frontend: zmq.Socket[Any], backend: zmq.Socket[Any]) -> int:
+    """Start a zeromq device, blocking only the calling greenlet.
+
+    Deprecated alias for :func:`proxy`, as :func:`zmq.device` is.
+
+    Parameters
+    ----------
+    device_type : int
+        ``QUEUE``, ``FORWARDER`` or ``STREAMER`` (ignored: the sockets decide).
+    frontend : Socket
+        The Socket instance for the incoming traffic.
+    backend : Socket
+        The Socket instance for the outbound traffic. May be *frontend* itself.
+    """
+    return proxy(frontend, backend)

@@ -1,0 +1,1 @@
+"""Bounded stress and soak tests of zmq_green (see RELIABILITY.md)."""

@@ -1,0 +1,877 @@
+"""Green Socket: every blocking call blocks only its greenlet, and many greenlets share a socket."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import weakref
+from typing import Any, Callable
+
+import gevent
+import gevent.event
+import pytest
+import zmq
+from conftest import pair
+from zmq.backend import Socket as RawSocket
+
+import zmq_green
+
+# -- helpers -------------------------------------------------------------------
+
+
+def outcome(func: Callable[..., Any], *args: Any) -> Any:
+    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
+    try:
+        return func(*args)
+    except BaseException as e:  # gevent.Timeout and GreenletExit included
+        return e
+
+
+def waits() -> int:
+    return zmq_green.stats()["waits"]
+
+
+def hwm_pair(ctx: Any, transport: str = "inproc", hwm: int = 1) -> tuple[Any, Any]:
+    """A connected (PULL, PUSH) with RCVHWM and SNDHWM of *hwm*."""
+    pull = ctx.socket(zmq.PULL)
+    push = ctx.socket(zmq.PUSH)
+    pull.linger = push.linger = 0
+    pull.rcvhwm = push.sndhwm = hwm
+    if transport == "inproc":
+        pull.bind(f"inproc://hwm-{id(pull)}")
+    else:
+        pull.bind("tcp://127.0.0.1:*")
+    push.connect(pull.last_endpoint)
+    return pull, push
+
+
+def fill(push: Any) -> int:
+    """Send until the high-water mark is reached; return how many messages went."""
+    sent = 0
+    while True:
+        try:
+            push.send(b"fill", zmq.DONTWAIT)
+        except zmq.Again:
+            return sent
+        sent += 1
+
+
+def blocks_only_caller(call: Callable[[], Any], provide: Callable[[], Any], ticks: int = 5) -> Any:
+    """Run *call* in a greenlet; a ticker greenlet ticks while it stays blocked, then *provide*s.
+
+    Returns what *call* returned. Asserts that *call* really waited.
+    """
+    before = waits()
+    caller = gevent.spawn(call)
+    seen_blocked: list[bool] = []
+
+    def ticker() -> None:
+        for _ in range(ticks):
+            gevent.sleep(0.001)
+            seen_blocked.append(not caller.ready())
+        provide()
+
+    tick = gevent.spawn(ticker)
+    result = caller.get(timeout=5)
+    tick.get(timeout=5)
+    assert seen_blocked == [True] * ticks, "the caller finished before it was given what it waits for"
+    assert waits() > before, "the call never waited"
+    return result
+
+
+def recv_into(sock: Any, **kw: Any) -> tuple[int, bytes]:
+    buf = bytearray(16)
+    n = sock.recv_into(buf, **kw)
+    return n, bytes(buf[:n])
+
+
+# -- point: every blocking call blocks only the calling greenlet --------------
+
+# name -> (call on the PULL socket, what the PUSH peer sends, expected result)
+RECV_CASES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = {
+    "recv": (lambda s: s.recv(), lambda p: p.send(b"m"), b"m"),
+    "recv_frame": (lambda s: s.recv(copy=False).bytes, lambda p: p.send(b"m"), b"m"),
+    "recv_multipart": (
+        lambda s: s.recv_multipart(),
+        lambda p: p.send_multipart([b"a", b"b", b"c"]),
+        [b"a", b"b", b"c"],
+    ),
+    "recv_into": (recv_into, lambda p: p.send(b"into"), (4, b"into")),
+    "recv_string": (lambda s: s.recv_string(), lambda p: p.send_string("\u00e9t\u00e9"), "\u00e9t\u00e9"),
+    "recv_json": (lambda s: s.recv_json(), lambda p: p.send_json({"a": [1, 2]}), {"a": [1, 2]}),
+    "recv_pyobj": (lambda s: s.recv_pyobj(), lambda p: p.send_pyobj((1, "x")), (1, "x")),
+    "recv_serialized": (
+        lambda s: s.recv_serialized(lambda frames: [f.decode() for f in frames]),
+        lambda p: p.send_multipart([b"x", b"y"]),
+        ["x", "y"],
+    ),
+    "poll": (lambda s: s.poll(), lambda p: p.send(b"m"), zmq.POLLIN),
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", list(RECV_CASES))
+def test_receiving_call_blocks_only_the_calling_greenlet(
+    ctx: zmq_green.Context, no_rescues: None, name: str
+) -> None:
+    call, send, expected = RECV_CASES[name]
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    assert blocks_only_caller(lambda: call(pull), lambda: send(push)) == expected
+
+
+# name -> (call on a PUSH socket at its high-water mark, how the PULL peer reads it, expected)
+SEND_CASES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = {
+    "send": (lambda s: s.send(b"m"), lambda s: s.recv(), b"m"),
+    "send_frame": (lambda s: s.send(zmq.Frame(b"m"), copy=False), lambda s: s.recv(), b"m"),
+    "send_multipart": (
+        lambda s: s.send_multipart([b"a", b"b", b"c"]),
+        lambda s: s.recv_multipart(),
+        [b"a", b"b", b"c"],
+    ),
+    "send_string": (lambda s: s.send_string("\u00e9t\u00e9"), lambda s: s.recv_string(), "\u00e9t\u00e9"),
+    "send_json": (lambda s: s.send_json({"a": [1, 2]}), lambda s: s.recv_json(), {"a": [1, 2]}),
+    "send_pyobj": (lambda s: s.send_pyobj((1, "x")), lambda s: s.recv_pyobj(), (1, "x")),
+    "send_serialized": (
+        lambda s: s.send_serialized(["x", "y"], lambda msg: [m.encode() for m in msg]),
+        lambda s: s.recv_multipart(),
+        [b"x", b"y"],
+    ),
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", list(SEND_CASES))
+def test_sending_call_blocks_only_the_calling_greenlet(
+    ctx: zmq_green.Context, no_rescues: None, name: str
+) -> None:
+    call, read, expected = SEND_CASES[name]
+    pull, push = hwm_pair(ctx)
+    filled = fill(push)
+    assert filled >= 1
+
+    def drain() -> None:
+        assert [pull.recv() for _ in range(filled)] == [b"fill"] * filled
+
+    blocks_only_caller(lambda: call(push), drain)
+    assert read(pull) == expected
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.DONTWAIT)  # sent once, not twice
+
+
+@pytest.mark.timeout(10)
+def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = hwm_pair(ctx)
+    filled = fill(push)
+    drain = lambda: [pull.recv() for _ in range(filled)]  # noqa: E731
+    assert blocks_only_caller(lambda: push.poll(flags=zmq.POLLOUT), drain) == zmq.POLLOUT
+
+
+@pytest.mark.timeout(10)
+def test_socket_poll_timeout_returns_zero_and_blocks_only_the_caller(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    ticks = 0
+
+    def ticker() -> None:
+        nonlocal ticks
+        while True:
+            gevent.sleep(0.005)
+            ticks += 1
+
+    tick = gevent.spawn(ticker)
+    try:
+        assert pull.poll(timeout=100) == 0
+    finally:
+        tick.kill()
+    assert ticks >= 3
+
+
+# -- point: explicit NOBLOCK/DONTWAIT keeps pyzmq semantics -------------------
+
+RECV_DONTWAIT: dict[str, Callable[[Any, int], Any]] = {
+    "recv": lambda s, f: s.recv(f),
+    "recv_frame": lambda s, f: s.recv(f, copy=False),
+    "recv_multipart": lambda s, f: s.recv_multipart(f),
+    "recv_into": lambda s, f: recv_into(s, flags=f),
+    "recv_string": lambda s, f: s.recv_string(f),
+    "recv_json": lambda s, f: s.recv_json(f),
+    "recv_pyobj": lambda s, f: s.recv_pyobj(f),
+    "recv_serialized": lambda s, f: s.recv_serialized(lambda m: m, f),
+}
+
+SEND_DONTWAIT: dict[str, Callable[[Any, int], Any]] = {
+    "send": lambda s, f: s.send(b"m", f),
+    "send_multipart": lambda s, f: s.send_multipart([b"a", b"b"], f),
+    "send_string": lambda s, f: s.send_string("m", f),
+    "send_json": lambda s, f: s.send_json(1, f),
+    "send_pyobj": lambda s, f: s.send_pyobj(1, f),
+    "send_serialized": lambda s, f: s.send_serialized([b"m"], lambda m: m, f),
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("flag", ["DONTWAIT", "NOBLOCK"])
+@pytest.mark.parametrize("name", list(RECV_DONTWAIT))
+def test_dontwait_receive_raises_again_at_once(mod: Any, mod_ctx: Any, name: str, flag: str) -> None:
+    pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
+    start = time.monotonic()
+    with pytest.raises(mod.Again):
+        RECV_DONTWAIT[name](pull, getattr(mod, flag))
+    assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", list(SEND_DONTWAIT))
+def test_dontwait_send_without_peer_raises_again_at_once(mod: Any, mod_ctx: Any, name: str) -> None:
+    push = mod_ctx.socket(mod.PUSH)
+    push.bind("inproc://no-peer")
+    start = time.monotonic()
+    with pytest.raises(mod.Again):
+        SEND_DONTWAIT[name](push, mod.DONTWAIT)
+    assert time.monotonic() - start < 0.5
+    push.close(0)
+
+
+@pytest.mark.timeout(10)
+def test_dontwait_raises_again_while_other_greenlets_wait_and_leaves_them_waiting(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    readers = [gevent.spawn(pull.recv) for _ in range(3)]
+    gevent.idle()
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.DONTWAIT)
+    for i in range(3):
+        push.send(b"%d" % i)
+    assert sorted(r.get(timeout=2) for r in readers) == [b"0", b"1", b"2"]
+
+
+# -- point: RCVTIMEO/SNDTIMEO behave exactly as in pyzmq ------------------------
+
+RECV_TIMEO: dict[str, Callable[[Any], Any]] = {
+    "recv": lambda s: s.recv(),
+    "recv_multipart": lambda s: s.recv_multipart(),
+    "recv_into": recv_into,
+    "recv_string": lambda s: s.recv_string(),
+}
+
+SEND_TIMEO: dict[str, Callable[[Any], Any]] = {
+    "send": lambda s: s.send(b"m"),
+    "send_multipart": lambda s: s.send_multipart([b"a", b"b"]),
+    "send_string": lambda s: s.send_string("m"),
+}
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", list(RECV_TIMEO))
+def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
+    mod: Any, mod_ctx: Any, no_rescues: None, name: str
+) -> None:
+    pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pull.rcvtimeo = 100
+        assert pull.rcvtimeo == 100
+        start = time.monotonic()
+        with pytest.raises(mod.Again):
+            RECV_TIMEO[name](pull)
+        elapsed = time.monotonic() - start
+    assert caught == []
+    assert 0.08 <= elapsed < 3
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("name", list(SEND_TIMEO))
+def test_sndtimeo_raises_again_after_the_timeout_without_warning(
+    mod: Any, mod_ctx: Any, no_rescues: None, name: str
+) -> None:
+    push = mod_ctx.socket(mod.PUSH)
+    push.linger = 0
+    push.bind("inproc://sndtimeo-no-peer")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        push.sndtimeo = 100
+        assert push.sndtimeo == 100
+        start = time.monotonic()
+        with pytest.raises(mod.Again):
+            SEND_TIMEO[name](push)
+        elapsed = time.monotonic() - start
+    assert caught == []
+    assert 0.08 <= elapsed < 3
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("option", ["rcvtimeo", "sndtimeo"])
+def test_timeo_zero_raises_again_at_once(mod: Any, mod_ctx: Any, option: str) -> None:
+    sock = mod_ctx.socket(mod.PULL if option == "rcvtimeo" else mod.PUSH)
+    sock.linger = 0
+    sock.bind("inproc://timeo-zero")  # no peer: nothing to receive, nowhere to send
+    setattr(sock, option, 0)
+    start = time.monotonic()
+    with pytest.raises(mod.Again):
+        sock.recv() if option == "rcvtimeo" else sock.send(b"m")
+    assert time.monotonic() - start < 0.5
+
+
+def _later(delay: float, func: Callable[[], Any]) -> threading.Thread:
+    """Call *func* from a native thread after *delay*: works whether the caller blocks the thread or not."""
+    thread = threading.Thread(target=lambda: (time.sleep(delay), func()))
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(10)
+def test_rcvtimeo_minus_one_waits_until_a_message_comes(mod: Any, mod_ctx: Any, no_rescues: None) -> None:
+    pull, push = pair(mod_ctx, mod.PULL, mod.PUSH)
+    pull.rcvtimeo = 50
+    pull.rcvtimeo = -1
+    start = time.monotonic()
+    sender = _later(0.3, lambda: push.send(b"late"))
+    assert pull.recv() == b"late"
+    assert time.monotonic() - start >= 0.25  # waited well past any earlier timeout
+    sender.join()
+
+
+@pytest.mark.timeout(10)
+def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any, no_rescues: None) -> None:
+    push = mod_ctx.socket(mod.PUSH)
+    pull = mod_ctx.socket(mod.PULL)
+    push.linger = pull.linger = 0
+    push.bind("inproc://sndtimeo-forever")
+    push.sndtimeo = 50
+    push.sndtimeo = -1
+    start = time.monotonic()
+    connector = _later(0.3, lambda: pull.connect("inproc://sndtimeo-forever"))
+    push.send(b"late")
+    assert time.monotonic() - start >= 0.25
+    connector.join()
+    assert pull.recv() == b"late"
+
+
+@pytest.mark.timeout(10)
+def test_rcvtimeo_wait_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull.rcvtimeo = 150
+    waiter = gevent.spawn(outcome, pull.recv)
+    ticks = 0
+    while not waiter.ready():
+        gevent.sleep(0.005)
+        ticks += 1
+    assert isinstance(waiter.value, zmq.Again)
+    assert ticks >= 5
+
+
+@pytest.mark.timeout(10)
+def test_rcvtimeo_applies_to_each_greenlet_waiting_in_line(ctx: zmq_green.Context, no_rescues: None) -> None:
+    # Waiting for one's turn counts against the timeout too, not only waiting at the head.
+    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull.rcvtimeo = 100
+    start = time.monotonic()
+    waiters = [gevent.spawn(outcome, pull.recv) for _ in range(5)]
+    gevent.joinall(waiters, timeout=5)
+    assert all(isinstance(w.value, zmq.Again) for w in waiters)
+    assert time.monotonic() - start < 2  # they timed out together, not one after another forever
+
+
+# -- point: many greenlets on one socket, FIFO, no frames interleaved ---------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+def test_hundred_greenlets_share_one_push_socket_and_every_message_arrives(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = hwm_pair(ctx, transport)
+    started: list[int] = []
+    all_started = gevent.event.Event()
+
+    def sender(i: int) -> None:
+        started.append(i)
+        if len(started) == 100:
+            all_started.set()
+        push.send(b"%d" % i)
+
+    senders = [gevent.spawn(sender, i) for i in range(100)]
+    assert all_started.wait(5)
+    queued = sum(not s.ready() for s in senders)
+    received = [int(pull.recv()) for _ in range(100)]
+    gevent.joinall(senders, timeout=5, raise_error=True)
+    if transport == "inproc":
+        # Nothing is read while they start: all but the first ones queue, and are woken FIFO.
+        assert queued >= 90
+        assert received == list(range(100))
+    else:
+        assert sorted(received) == list(range(100))
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.DONTWAIT)
+
+
+@pytest.mark.timeout(10)
+def test_queued_senders_are_woken_in_fifo_order(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = hwm_pair(ctx)
+    filled = fill(push)
+    senders = [gevent.spawn(push.send, b"%d" % i) for i in range(20)]
+    gevent.idle()
+    assert not any(s.ready() for s in senders)
+    received = [pull.recv() for _ in range(filled + 20)][filled:]
+    assert received == [b"%d" % i for i in range(20)]
+    gevent.joinall(senders, timeout=5, raise_error=True)
+
+
+@pytest.mark.timeout(10)
+def test_queued_receivers_are_woken_in_fifo_order(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    receivers = [gevent.spawn(pull.recv) for _ in range(20)]
+    gevent.idle()
+    for i in range(20):
+        push.send(b"%d" % i)
+    gevent.joinall(receivers, timeout=5, raise_error=True)
+    assert [r.value for r in receivers] == [b"%d" % i for i in range(20)]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+def test_multipart_frames_never_interleave_between_greenlets(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = hwm_pair(ctx, transport)
+    got: list[list[bytes]] = []
+
+    def receiver() -> None:
+        while True:
+            msg = pull.recv_multipart()
+            if msg == [b"stop"]:
+                return
+            got.append(msg)
+
+    def sender(i: int) -> None:
+        push.send_multipart([b"%d" % i, b"%d-1" % i, b"%d-2" % i])
+
+    receivers = [gevent.spawn(receiver) for _ in range(10)]
+    senders = [gevent.spawn(sender, i) for i in range(100)]
+    gevent.joinall(senders, timeout=10, raise_error=True)
+    for _ in receivers:
+        push.send_multipart([b"stop"])
+    gevent.joinall(receivers, timeout=10, raise_error=True)
+    assert len(got) == 100
+    for msg in got:
+        head = msg[0]
+        assert msg == [head, head + b"-1", head + b"-2"]
+    assert sorted(int(m[0]) for m in got) == list(range(100))
+
+
+# -- point: killed or timed-out waiters ----------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_killed_head_reader_hands_the_message_to_the_next(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    first = gevent.spawn(pull.recv)
+    second = gevent.spawn(pull.recv)
+    gevent.idle()
+    first.kill(block=True)
+    assert isinstance(first.value, gevent.GreenletExit)
+    push.send(b"one")
+    assert second.get(timeout=2) == b"one"
+    push.send(b"two")
+    assert pull.recv() == b"two"  # still usable
+
+
+@pytest.mark.timeout(10)
+def test_reader_killed_after_being_woken_hands_its_turn_on(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    first = gevent.spawn(pull.recv)
+    second = gevent.spawn(pull.recv)
+    gevent.idle()
+    first.kill(block=False)  # queued before the wake-up below
+    push.send(b"one")
+    assert pull.getsockopt(zmq.EVENTS) & zmq.POLLIN  # wakes the head: `first`, about to die
+    assert second.get(timeout=2) == b"one"
+    assert isinstance(first.get(timeout=2), gevent.GreenletExit)
+
+
+@pytest.mark.timeout(10)
+def test_gevent_timeout_while_waiting_propagates_and_the_socket_stays_usable(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    timeout = gevent.Timeout(0.05)
+    with pytest.raises(gevent.Timeout) as raised, timeout:
+        pull.recv()
+    assert raised.value is timeout
+    later = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"after")
+    assert later.get(timeout=2) == b"after"
+
+
+@pytest.mark.timeout(10)
+def test_sender_hit_by_timeout_sends_nothing_and_the_next_sender_goes_through(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = hwm_pair(ctx)
+    filled = fill(push)
+    timed_out = gevent.spawn(outcome, lambda: gevent.with_timeout(0.05, push.send, b"late"))
+    next_one = gevent.spawn(push.send, b"next")
+    assert isinstance(timed_out.get(timeout=2), gevent.Timeout)
+    received = [pull.recv() for _ in range(filled + 1)]
+    assert received == [b"fill"] * filled + [b"next"]
+    next_one.get(timeout=2)
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.DONTWAIT)
+
+
+@pytest.mark.timeout(20)
+def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = hwm_pair(ctx)
+    total = 300
+    got: list[bytes] = []
+    gave_up: list[float] = []
+
+    def reader(patience: float | None) -> None:
+        while True:
+            with gevent.Timeout(patience, False):
+                got.append(pull.recv())
+                continue
+            gave_up.append(patience)  # timed out while waiting
+            return
+
+    def writer() -> None:
+        for i in range(total):
+            push.send(b"%d" % i)
+            if i % 7 == 0:
+                gevent.sleep(0)
+
+    readers = [gevent.spawn(reader, 0.002 * (i % 4) if i % 2 else None) for i in range(16)]
+    sending = gevent.spawn(writer)
+    killed = 0
+    for victim in readers[::3]:
+        gevent.sleep(0.003)
+        killed += not victim.dead
+        victim.kill(block=False)
+    sending.get(timeout=10)
+    # The readers left wait for more: stop them, then read what remains ourselves.
+    gevent.killall(readers, timeout=5)
+    while True:
+        try:
+            got.append(pull.recv(zmq.DONTWAIT))
+        except zmq.Again:
+            break
+    assert gave_up and killed, "no waiter was interrupted"
+    assert sorted(int(m) for m in got) == list(range(total))
+
+
+# -- point: close() while others wait ------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_close_wakes_every_waiter_with_enotsock_within_100ms(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    dealer = ctx.socket(zmq.DEALER)  # no peer: both recv and send wait
+    dealer.bind("inproc://close-waiters")
+    waiters = [gevent.spawn(outcome, dealer.recv) for _ in range(10)]
+    waiters += [gevent.spawn(outcome, dealer.send, b"x") for _ in range(10)]
+    gevent.idle()
+    assert not any(w.ready() for w in waiters)
+    start = time.monotonic()
+    dealer.close()
+    gevent.joinall(waiters, timeout=2)
+    elapsed = time.monotonic() - start
+    errors = [w.value for w in waiters]
+    assert all(type(e) is zmq.ZMQError and e.errno == zmq.ENOTSOCK for e in errors), errors
+    assert elapsed < 0.1
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.xfail(
+    strict=True,
+    reason="a Poller waiting on a socket that is closed returns zmq_poll's result for the "
+    "closed socket (fd 0) instead of raising ENOTSOCK, and blocks forever if fd 0 is not readable",
+)
+def test_close_wakes_greenlets_polling_the_socket_with_enotsock(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    dealer = ctx.socket(zmq.DEALER)
+    poller = zmq_green.Poller()
+    poller.register(dealer, zmq.POLLIN)
+    waiters = [gevent.spawn(outcome, dealer.poll), gevent.spawn(outcome, poller.poll)]
+    gevent.idle()
+    dealer.close()
+    gevent.joinall(waiters, timeout=1)
+    errors = [w.value for w in waiters]
+    gevent.killall(waiters)
+    assert all(isinstance(e, zmq.ZMQError) and e.errno == zmq.ENOTSOCK for e in errors), errors
+
+
+@pytest.mark.parametrize("call", ["recv", "send", "poll"])
+def test_calls_on_a_closed_socket_raise_as_in_pyzmq(mod: Any, mod_ctx: Any, call: str) -> None:
+    sock = mod_ctx.socket(mod.DEALER)
+    sock.close()
+    with pytest.raises(mod.ZMQError) as raised:
+        getattr(sock, call)(b"x") if call == "send" else getattr(sock, call)()
+    assert raised.value.errno == (mod.ENOTSUP if call == "poll" else mod.ENOTSOCK)
+
+
+# -- point: the safety timeout and stats() -----------------------------------
+
+
+def _safety_wakeups_during_recv(sock: Any) -> int:
+    before = zmq_green.stats()["safety_wakeups"]
+    with pytest.raises(zmq.Again):
+        sock.recv()
+    return zmq_green.stats()["safety_wakeups"] - before
+
+
+def test_safety_timeout_defaults_to_ten_seconds(ctx: zmq_green.Context) -> None:
+    assert zmq_green.Socket.safety_timeout == 10
+    with ctx.socket(zmq.PULL) as sock:
+        assert sock.safety_timeout == 10
+
+
+@pytest.mark.timeout(10)
+def test_safety_timeout_set_on_an_instance_applies_to_that_socket_only(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    quick, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    other, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    quick.safety_timeout = 0.02
+    quick.rcvtimeo = other.rcvtimeo = 200
+    assert _safety_wakeups_during_recv(quick) >= 2
+    assert _safety_wakeups_during_recv(other) == 0
+    assert zmq_green.Socket.safety_timeout == 10
+
+
+@pytest.mark.timeout(10)
+def test_safety_timeout_set_on_the_class_applies_to_every_socket(
+    ctx: zmq_green.Context, no_rescues: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zmq_green.Socket, "safety_timeout", 0.02)
+    sock, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    sock.rcvtimeo = 200
+    assert _safety_wakeups_during_recv(sock) >= 2
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("disabled", [None, 0])
+def test_safety_timeout_none_or_zero_disables_the_net(
+    ctx: zmq_green.Context, no_rescues: None, disabled: float | None
+) -> None:
+    sock, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    sock.safety_timeout = disabled
+    sock.rcvtimeo = 100
+    assert _safety_wakeups_during_recv(sock) == 0
+
+
+def test_stats_returns_a_fresh_dict_with_the_counters(ctx: zmq_green.Context) -> None:
+    stats = zmq_green.stats()
+    assert {"waits", "safety_wakeups", "rescues"} <= set(stats)
+    assert all(type(v) is int and v >= 0 for v in stats.values())
+    stats["waits"] = -1
+    assert zmq_green.stats()["waits"] >= 0  # a copy, not the live counters
+
+
+@pytest.mark.timeout(10)
+def test_stats_count_each_wait(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    push.send(b"ready")
+    before = waits()
+    assert pull.recv() == b"ready"  # the fast path does not wait
+    assert waits() == before
+    reader = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"later")
+    assert reader.get(timeout=2) == b"later"
+    assert waits() > before
+
+
+@pytest.mark.timeout(10)
+def test_missed_wakeup_is_rescued_by_the_safety_timeout_and_counted(ctx: zmq_green.Context) -> None:
+    # The one test that provokes a rescue on purpose, so it cannot use `no_rescues`:
+    # reading EVENTS behind zmq_green's back eats the mailbox signal of a waiting reader.
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull.safety_timeout = 0.1
+    before = zmq_green.stats()
+    reader = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"missed")
+    assert RawSocket.get(pull, zmq.EVENTS) & zmq.POLLIN
+    assert reader.get(timeout=3) == b"missed"
+    after = zmq_green.stats()
+    assert after["rescues"] - before["rescues"] == 1
+    assert after["safety_wakeups"] - before["safety_wakeups"] == 1
+
+
+# -- point: a socket handed to another native thread ---------------------------
+
+
+def _use_in_thread(pull: Any, push: Any, destroy_hub: bool) -> dict[str, Any]:
+    """In a new native thread with its own hub, wait on *pull* greenly while *push* sends from here."""
+    out: dict[str, Any] = {}
+    ticked_while_waiting = threading.Event()
+
+    def thread_main() -> None:
+        hub = gevent.get_hub()
+        try:
+            reader = gevent.spawn(pull.recv)
+
+            def ticker() -> None:
+                for _ in range(3):
+                    gevent.sleep(0.002)
+                    assert not reader.ready()
+                ticked_while_waiting.set()
+
+            tick = gevent.spawn(ticker)
+            out["msg"] = reader.get(timeout=5)
+            tick.get(timeout=5)
+        except BaseException as e:
+            out["error"] = e
+        finally:
+            ticked_while_waiting.set()
+            if destroy_hub:
+                hub.destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=thread_main)
+    thread.start()
+    assert ticked_while_waiting.wait(5)
+    push.send(b"to the thread")
+    thread.join(5)
+    assert not thread.is_alive()
+    return out
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "destroy_hub",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="back in the first thread, binding closes the watcher of the destroyed "
+                "hub's loop: ValueError: operation on destroyed loop",
+            ),
+        ),
+    ],
+)
+def test_socket_handed_to_another_thread_with_its_own_hub_is_used_there(
+    ctx: zmq_green.Context, no_rescues: None, destroy_hub: bool
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    # Used (and waited on) here first, so the socket's watcher belongs to this hub.
+    here = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"here")
+    assert here.get(timeout=2) == b"here"
+
+    out = _use_in_thread(pull, push, destroy_hub)
+    assert "error" not in out, out.get("error")
+    assert out["msg"] == b"to the thread"
+
+    back = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"back")
+    assert back.get(timeout=2) == b"back"
+
+
+# -- point: repr, shadow, context manager, __del__ -----------------------------
+
+
+def test_repr_matches_pyzmqs_format(mod: Any, mod_ctx: Any) -> None:
+    sock = mod_ctx.socket(mod.DEALER)
+    name = "zmq_green.Socket" if mod is zmq_green else "zmq.Socket"
+    assert repr(sock) == f"<{name}(zmq.DEALER) at {hex(id(sock))}>"
+    sock.close()
+    assert repr(sock) == f"<{name}(zmq.DEALER) at {hex(id(sock))} closed>"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("by", ["address", "socket"])
+def test_green_shadow_of_a_native_socket_waits_greenly(no_rescues: None, by: str) -> None:
+    native_ctx = zmq.Context()
+    try:
+        native = native_ctx.socket(zmq.PULL)
+        peer = native_ctx.socket(zmq.PUSH)
+        native.bind("inproc://shadowed")
+        peer.connect("inproc://shadowed")
+        shadow = zmq_green.Socket.shadow(native.underlying if by == "address" else native)
+        assert type(shadow) is zmq_green.Socket
+        assert shadow.underlying == native.underlying
+        got = blocks_only_caller(shadow.recv, lambda: peer.send(b"through the shadow"))
+        assert got == b"through the shadow"
+    finally:
+        native_ctx.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_context_manager_closes_the_socket_and_wakes_its_waiters(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    with ctx.socket(zmq.PULL) as sock:
+        assert type(sock) is zmq_green.Socket
+        sock.bind("inproc://cm")
+        waiter = gevent.spawn(outcome, sock.recv)
+        gevent.idle()
+        assert not waiter.ready()
+    assert sock.closed
+    error = waiter.get(timeout=1)
+    assert isinstance(error, zmq.ZMQError) and error.errno == zmq.ENOTSOCK
+
+
+@pytest.mark.timeout(10)
+def test_unreferenced_socket_that_has_waited_is_closed_by_its_finalizer(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    address = pull.last_endpoint
+    reader = gevent.spawn(pull.recv)
+    gevent.idle()
+    push.send(b"x")
+    assert reader.get(timeout=2) == b"x"
+    ref = weakref.ref(pull)
+    del pull, reader
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert ref() is None
+    again = ctx.socket(zmq.PULL)
+    again.bind(address)  # the endpoint is free: the old socket was closed
+    again.close()
+
+
+EXIT_SCRIPT = """
+import gevent
+import zmq_green as zmq
+
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL)
+pull.bind("inproc://exit")
+push = ctx.socket(zmq.PUSH)
+push.connect("tcp://127.0.0.1:1")  # never connects: the message lingers
+push.send(b"never delivered")
+dealer = ctx.socket(zmq.DEALER)
+waiting = [gevent.spawn(pull.recv), gevent.spawn(dealer.send, b"x"), gevent.spawn(dealer.recv_multipart)]
+gevent.idle()
+cycle = {"socket": ctx.socket(zmq.SUB)}
+cycle["self"] = cycle
+singleton = zmq.Context.instance().socket(zmq.PUB)
+print("exiting", flush=True)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_unclosed_sockets_at_interpreter_exit_are_finalized_silently() -> None:
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=20)
+    assert done.stdout == "exiting\n"
+    assert done.stderr == ""
+    assert done.returncode == 0

@@ -1,0 +1,464 @@
+"""Case bodies in blocking style, run by greenlets (zmq_green, ``zmq.green``) or OS threads.
+
+One body serves three peers: a :class:`Green` or :class:`Threads` model says how
+to run functions side by side, and which zmq module makes the sockets. The
+measured loops are the same calls in the same order for all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import tempfile
+import threading
+import time
+from functools import partial
+from time import perf_counter
+from typing import Any, Callable, Protocol
+
+from .cases import (
+    DEALER,
+    FANIN_CLIENTS,
+    IDLE_SETTLE,
+    IDLE_SOCKETS,
+    IDLE_WINDOW,
+    LARGE,
+    LARGE_HWM,
+    MAX_SOCKETS,
+    MSG,
+    POLLER_SOCKETS,
+    POLLIN,
+    PULL,
+    PUSH,
+    REP,
+    REQ,
+    ROUTER,
+    SHARED_HWM,
+    SHARED_SENDERS,
+    STREAMER,
+    Figures,
+    NotApplicable,
+    fanin_rounds,
+    figures,
+    pair,
+    shared_sizes,
+    spawn_server,
+    warmup,
+)
+
+__all__ = ["GREEN_BODIES", "THREAD_BODIES", "Green", "Model", "Threads", "serve_reqrep"]
+
+
+class Model(Protocol):
+    """How a peer runs functions side by side, and with which zmq module."""
+
+    peer: str
+
+    @property
+    def zmq(self) -> Any: ...
+
+    def gather(self, *funcs: Callable[[], Any]) -> list[Any]:
+        """Run *funcs* concurrently; their results in order, or the first exception raised."""
+
+    def background(self, func: Callable[..., Any], *args: Any) -> None:
+        """Start *func* and never wait for it (it may block until the process ends)."""
+
+    def event(self) -> Any:
+        """A new event (``set()``, ``wait()``) for this model's concurrency."""
+
+    def barrier(self, parties: int) -> Callable[[], None]:
+        """A wait() that returns once *parties* callers are in it."""
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, letting the others run."""
+
+    def stats(self) -> dict[str, int] | None:
+        """zmq_green's waiting counters, where the module has them."""
+
+
+class Green:
+    """Greenlets on the gevent hub; sockets from *module* (``zmq_green`` or ``zmq.green``)."""
+
+    def __init__(self, module: str) -> None:
+        self.peer = module
+        self._module = module
+
+    @property
+    def zmq(self) -> Any:
+        # Imported on first use: only the worker of this peer loads it.
+        return importlib.import_module(self._module)
+
+    def gather(self, *funcs: Callable[[], Any]) -> list[Any]:
+        import gevent
+        from gevent.queue import Queue
+
+        done: Queue = Queue()
+        greenlets = [gevent.spawn(_report, done, i, func) for i, func in enumerate(funcs)]
+        return _collect(done, len(funcs), lambda: gevent.killall(greenlets, block=False))
+
+    def background(self, func: Callable[..., Any], *args: Any) -> None:
+        import gevent
+
+        gevent.spawn(func, *args)
+
+    def event(self) -> Any:
+        from gevent.event import Event
+
+        return Event()
+
+    def barrier(self, parties: int) -> Callable[[], None]:
+        from gevent.event import Event
+
+        arrived = [0]
+        everyone = Event()
+
+        def wait() -> None:
+            arrived[0] += 1
+            if arrived[0] == parties:
+                everyone.set()
+            everyone.wait()
+
+        return wait
+
+    def sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def stats(self) -> dict[str, int] | None:
+        stats: Callable[[], dict[str, int]] | None = getattr(self.zmq, "stats", None)
+        return None if stats is None else stats()
+
+
+class Threads:
+    """OS threads with plain pyzmq, one socket per thread."""
+
+    peer = "threads"
+
+    @property
+    def zmq(self) -> Any:
+        import zmq
+
+        return zmq
+
+    def gather(self, *funcs: Callable[[], Any]) -> list[Any]:
+        done: queue.Queue[tuple[int, Any, BaseException | None]] = queue.Queue()
+        for i, func in enumerate(funcs):
+            threading.Thread(target=_report, args=(done, i, func), daemon=True).start()
+        # Threads cannot be killed: on failure the ones left end with the process.
+        return _collect(done, len(funcs), lambda: None)
+
+    def background(self, func: Callable[..., Any], *args: Any) -> None:
+        threading.Thread(target=func, args=args, daemon=True).start()
+
+    def event(self) -> Any:
+        return threading.Event()
+
+    def barrier(self, parties: int) -> Callable[[], None]:
+        return threading.Barrier(parties).wait  # type: ignore[return-value]
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def stats(self) -> dict[str, int] | None:
+        return None
+
+
+def _report(done: Any, i: int, func: Callable[[], Any]) -> None:
+    try:
+        done.put((i, func(), None))
+    except BaseException as e:  # reported, so that gather can raise it
+        done.put((i, None, e))
+
+
+def _collect(done: Any, n: int, stop_others: Callable[[], None]) -> list[Any]:
+    results: list[Any] = [None] * n
+    for _ in range(n):
+        i, value, error = done.get()
+        if error is not None:
+            stop_others()
+            raise error
+        results[i] = value
+    return results
+
+
+# -- the measured loops ---------------------------------------------------------------
+
+
+def _pump(m: Model, push: Any, pull: Any, n: int, warm: int, msg: bytes, copy: bool = True) -> float:
+    """Move *warm* messages from *push* to *pull*, then *n* more: seconds the *n* took.
+
+    The clock runs from the first send of the *n* to the last receive, so that
+    messages queued during the warm-up do not flatter anyone.
+    """
+    warmed = m.event()
+
+    def send() -> float:
+        send = push.send
+        for _ in range(warm):
+            send(msg, 0, copy)
+        warmed.wait()
+        t0 = perf_counter()
+        for _ in range(n):
+            send(msg, 0, copy)
+        return t0
+
+    def receive() -> float:
+        recv = pull.recv
+        for _ in range(warm):
+            recv(0, copy)
+        warmed.set()
+        for _ in range(n):
+            recv(0, copy)
+        return perf_counter()
+
+    t1, t0 = m.gather(receive, send)
+    return float(t1 - t0)
+
+
+def _echo(sock: Any, count: int) -> None:
+    recv, send = sock.recv, sock.send
+    for _ in range(count):
+        send(recv(0), 0)
+
+
+def _round_trips(sock: Any, warm: int, n: int) -> float:
+    """*warm* + *n* request/reply round trips on *sock*; seconds the last *n* took."""
+    send, recv = sock.send, sock.recv
+    for _ in range(warm):
+        send(MSG, 0)
+        recv(0)
+    t0 = perf_counter()
+    for _ in range(n):
+        send(MSG, 0)
+        recv(0)
+    return perf_counter() - t0
+
+
+# -- the cases ------------------------------------------------------------------------
+
+
+def stream(m: Model, n: int, transport: str) -> Figures:
+    """PUSH->PULL, 64-byte messages: msg/s."""
+    pull, push = pair(m.zmq.Context(), PULL, PUSH, transport)
+    return figures(n / _pump(m, push, pull, n, warmup(n), MSG))
+
+
+def stream_large(m: Model, n: int) -> Figures:
+    """PUSH->PULL over tcp, 1 MiB messages without copies: MB/s."""
+    pull, push = pair(m.zmq.Context(), PULL, PUSH, "tcp", hwm=LARGE_HWM)
+    elapsed = _pump(m, push, pull, n, warmup(n), b"x" * LARGE, copy=False)
+    return figures(n * LARGE / elapsed / 1e6)
+
+
+def reqrep(m: Model, n: int) -> Figures:
+    """REQ/REP over tcp, both ends in this process: round trips/s."""
+    rep, req = pair(m.zmq.Context(), REP, REQ, "tcp")
+    warm = warmup(n)
+    elapsed: float = m.gather(partial(_echo, rep, warm + n), partial(_round_trips, req, warm, n))[1]
+    return figures(n / elapsed)
+
+
+def reqrep_2proc(m: Model, n: int) -> Figures:
+    """REQ here, REP in a second process, over ipc: round trips/s."""
+    warm = warmup(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoint = f"ipc://{os.path.join(tmp, 'reqrep')}"
+        server = spawn_server(m.peer, endpoint, warm + n)
+        try:
+            req = m.zmq.Context().socket(REQ)
+            req.linger = 0
+            req.connect(endpoint)  # connecting before the server binds is fine: zmq retries
+            elapsed = _round_trips(req, warm, n)
+        finally:
+            server.wait(10)
+    return figures(n / elapsed)
+
+
+def serve_reqrep(m: Model, endpoint: str, count: int) -> None:
+    """The server of ``reqrep-ipc-2proc``: echo *count* requests, then return."""
+    rep = m.zmq.Context().socket(REP)
+    rep.linger = 0
+    rep.bind(endpoint)
+    _echo(rep, count)
+
+
+def fanin(m: Model, n: int) -> Figures:
+    """1,000 DEALERs, each in its own greenlet or thread, against one ROUTER echo: round trips/s."""
+    ctx = m.zmq.Context()
+    ctx.set(MAX_SOCKETS, FANIN_CLIENTS + 16)
+    router = ctx.socket(ROUTER)
+    router.linger = 0
+    router.bind("tcp://127.0.0.1:*")
+    endpoint = router.last_endpoint.decode()
+    rounds = fanin_rounds(n)
+    all_in = m.barrier(FANIN_CLIENTS + 1)
+
+    def serve() -> None:
+        recv, send = router.recv_multipart, router.send_multipart
+        for _ in range(FANIN_CLIENTS * (rounds + 1)):
+            send(recv(0), 0)
+
+    def client() -> None:
+        dealer = ctx.socket(DEALER)
+        dealer.linger = 0
+        dealer.connect(endpoint)
+        send, recv = dealer.send, dealer.recv
+        send(MSG, 0)  # warm-up: the connection is up once this returns
+        recv(0)
+        all_in()
+        for _ in range(rounds):
+            send(MSG, 0)
+            recv(0)
+
+    def start() -> float:
+        all_in()
+        return perf_counter()
+
+    t0 = m.gather(serve, start, *[client] * FANIN_CLIENTS)[1]
+    return figures(FANIN_CLIENTS * rounds / (perf_counter() - t0))
+
+
+def _shared_rate(m: Model, senders: int, per: int, warm: int) -> float:
+    pull, push = pair(m.zmq.Context(), PULL, PUSH, "inproc", hwm=SHARED_HWM)
+    total = senders * per
+
+    def send() -> None:
+        send = push.send
+        for _ in range(per):
+            send(MSG, 0)
+
+    def receive() -> float:
+        recv = pull.recv
+        for _ in range(warm):
+            recv(0)
+        t0 = perf_counter()
+        for _ in range(total - warm):
+            recv(0)
+        return perf_counter() - t0
+
+    elapsed: float = m.gather(receive, *[send] * senders)[0]
+    return (total - warm) / elapsed
+
+
+def shared(m: Model, n: int) -> Figures:
+    """100 greenlets sending on one PUSH (HWM 10): msg/s; and one greenlet sending them all."""
+    per, warm = shared_sizes(n)
+    many = _shared_rate(m, SHARED_SENDERS, per, warm)
+    solo = _shared_rate(m, 1, per * SHARED_SENDERS, warm)
+    return figures(many, **{"1 sender msg/s": solo, "shared/1 sender": many / solo})
+
+
+def poller(m: Model, n: int) -> Figures:
+    """One poller on 100 PULL sockets; a driver sends on one at a time and waits for an ack."""
+    ctx = m.zmq.Context()
+    pulls, pushes = zip(*(pair(ctx, PULL, PUSH, "inproc") for _ in range(POLLER_SOCKETS)))
+    ack_in, ack_out = pair(ctx, PULL, PUSH, "inproc")
+    poller = m.zmq.Poller()
+    for sock in pulls:
+        poller.register(sock, POLLIN)
+    warm = warmup(n)
+    total = warm + n
+
+    def poll() -> None:
+        ack, wait = ack_out.send, poller.poll
+        received = 0
+        while received < total:
+            for sock, _ in wait():
+                sock.recv(0)
+                received += 1
+                ack(b"", 0)
+
+    def drive() -> float:
+        t0 = perf_counter()
+        recv = ack_in.recv
+        for i in range(total):
+            if i == warm:
+                t0 = perf_counter()
+            pushes[i % POLLER_SOCKETS].send(MSG, 0)
+            recv(0)
+        return perf_counter() - t0
+
+    elapsed: float = m.gather(poll, drive)[1]
+    return figures(n / elapsed)
+
+
+def device(m: Model, n: int) -> Figures:
+    """PUSH -> tcp -> STREAMER device -> tcp -> PULL: msg/s."""
+    ctx = m.zmq.Context()
+    front, push = pair(ctx, PULL, PUSH, "tcp")
+    back, pull = pair(ctx, PUSH, PULL, "tcp")
+    m.background(m.zmq.device, STREAMER, front, back)  # runs until the process ends
+    return figures(n / _pump(m, push, pull, n, warmup(n), MSG))
+
+
+def zmqstream(m: Model, n: int) -> Figures:
+    """ZMQStream echo server on the module's IOLoop, REQ client in a greenlet: round trips/s."""
+    try:
+        ioloop = importlib.import_module(f"{m.peer}.eventloop.ioloop")
+        zmqstream = importlib.import_module(f"{m.peer}.eventloop.zmqstream")
+    except ImportError as e:
+        raise NotApplicable(f"no {e.name}")
+    loop = ioloop.IOLoop.current()
+    rep, req = pair(m.zmq.Context(), REP, REQ, "tcp")
+    stream = zmqstream.ZMQStream(rep, loop)
+    stream.on_recv(stream.send_multipart)
+
+    def client() -> float:
+        try:
+            return _round_trips(req, warmup(n), n)
+        finally:
+            loop.add_callback(loop.stop)
+
+    elapsed: float = m.gather(client, loop.start)[0]
+    return figures(n / elapsed)
+
+
+def idle(m: Model, seconds: int) -> Figures:
+    """1,000 receivers blocked on 1,000 silent sockets: CPU seconds per 5 s, and wake-ups."""
+    ctx = m.zmq.Context()
+    ctx.set(MAX_SOCKETS, IDLE_SOCKETS + 16)
+    for i in range(IDLE_SOCKETS):
+        sock = ctx.socket(PULL)
+        sock.linger = 0
+        sock.bind(f"inproc://idle-{i}")
+        m.background(sock.recv)
+    m.sleep(IDLE_SETTLE)
+    before = m.stats()
+    cpu = time.process_time()
+    m.sleep(seconds)
+    cpu = time.process_time() - cpu
+    after = m.stats()
+    extra = {}
+    if before is not None and after is not None:
+        # Each wake-up of a waiter ends in a new wait: waits counted here are wake-ups.
+        extra = {
+            "wake-ups": after["waits"] - before["waits"],
+            "rescues": after["rescues"] - before["rescues"],
+        }
+    return figures(cpu * IDLE_WINDOW / seconds, **extra)
+
+
+_BODIES: dict[str, Callable[[Any, int], Figures]] = {
+    "stream-inproc": partial(stream, transport="inproc"),
+    "stream-tcp": partial(stream, transport="tcp"),
+    "stream-large": stream_large,
+    "reqrep-tcp": reqrep,
+    "reqrep-ipc-2proc": reqrep_2proc,
+    "fanin": fanin,
+    "shared": shared,
+    "poller": poller,
+    "device": device,
+    "zmqstream": zmqstream,
+    "idle": idle,
+}
+
+#: Cases OS threads do not run, and why.
+THREADS_CANNOT = {
+    "shared": "sockets are not thread-safe",
+    "zmqstream": "needs an event loop",
+}
+
+GREEN_BODIES = _BODIES
+THREAD_BODIES = {case: body for case, body in _BODIES.items() if case not in THREADS_CANNOT}

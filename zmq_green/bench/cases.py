@@ -1,0 +1,149 @@
+"""The cases: what each measures, in which unit, at which size; and what their bodies share.
+
+The bodies live with each peer's way of running concurrent code (``blocking`` for
+greenlets and OS threads, ``aio`` for asyncio and tornado, ``raw`` for the
+one-thread loop). They all use the helpers and constants below, so that every
+peer sends the same messages through the same kind of sockets.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+import zmq
+
+__all__ = ["CASES", "Case", "Figures", "NotApplicable", "figures", "pair", "warmup"]
+
+#: What a case body returns: ``value`` (the case's figure) and optional ``extra`` figures.
+Figures = dict[str, Any]
+
+# Plain ints: flag and type arguments cost microseconds as enum members.
+PUSH, PULL, REQ, REP = int(zmq.PUSH), int(zmq.PULL), int(zmq.REQ), int(zmq.REP)
+DEALER, ROUTER = int(zmq.DEALER), int(zmq.ROUTER)
+DONTWAIT = int(zmq.DONTWAIT)
+POLLIN, POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+STREAMER = int(zmq.STREAMER)
+SNDHWM, RCVHWM, LINGER = int(zmq.SNDHWM), int(zmq.RCVHWM), int(zmq.LINGER)
+MAX_SOCKETS = int(zmq.MAX_SOCKETS)
+
+MSG = b"x" * 64
+LARGE = 1 << 20
+#: Both sides of ``stream-large``: bounds the memory a fast sender can queue (16 MiB each).
+LARGE_HWM = 16
+FANIN_CLIENTS = 1000
+SHARED_SENDERS = 100
+SHARED_HWM = 10
+POLLER_SOCKETS = 100
+IDLE_SOCKETS = 1000
+#: ``idle`` reports CPU seconds per this many seconds, whatever it measured.
+IDLE_WINDOW = 5.0
+#: Time given to the idle waiters to block before the CPU clock starts.
+IDLE_SETTLE = 0.5
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case.
+
+    ``size`` is the count a full run measures (messages, round trips, or seconds
+    for ``idle``); ``quick_size`` the one ``--quick`` measures.
+    """
+
+    id: str
+    unit: str
+    size: int
+    quick_size: int
+    what: str
+    lower_is_better: bool = False
+
+
+CASES: dict[str, Case] = {
+    case.id: case
+    for case in (
+        Case(
+            "stream-inproc",
+            "msg/s",
+            200_000,
+            30_000,
+            "PUSH->PULL over inproc, 64 B, one sender and one receiver",
+        ),
+        Case("stream-tcp", "msg/s", 200_000, 30_000, "PUSH->PULL over tcp, 64 B"),
+        Case("stream-large", "MB/s", 2_000, 300, "PUSH->PULL over tcp, 1 MiB messages, copy=False"),
+        Case("reqrep-tcp", "round trips/s", 20_000, 3_000, "REQ/REP over tcp in one process"),
+        Case(
+            "reqrep-ipc-2proc", "round trips/s", 20_000, 3_000, "REQ/REP over ipc, server in a second process"
+        ),
+        Case("fanin", "round trips/s", 20_000, 4_000, "1,000 DEALER clients, one ROUTER echo server, tcp"),
+        Case("shared", "msg/s", 100_000, 20_000, "100 senders sharing one PUSH (SNDHWM 10), inproc"),
+        Case("poller", "round trips/s", 20_000, 3_000, "one poller on 100 sockets, one active at a time"),
+        Case("device", "msg/s", 100_000, 20_000, "STREAMER device between two tcp endpoints"),
+        Case(
+            "zmqstream", "round trips/s", 10_000, 2_000, "ZMQStream echo server, REQ client in the same loop"
+        ),
+        Case("idle", "CPU s/5 s", 5, 2, "1,000 receivers blocked on 1,000 sockets", lower_is_better=True),
+    )
+}
+
+
+class NotApplicable(Exception):
+    """Raised by a case body when its peer lacks the feature the case needs."""
+
+
+def figures(value: float, **extra: float) -> Figures:
+    """What a case body returns: its figure, and any extra figures by name."""
+    return {"value": value, "extra": extra}
+
+
+def warmup(n: int) -> int:
+    """Messages or round trips run before the clock starts (connections up, caches warm)."""
+    return max(1, min(1000, n // 20))
+
+
+_inproc_names = count()
+
+
+def pair(
+    ctx: Any, bind_type: int, connect_type: int, transport: str, hwm: int | None = None
+) -> tuple[Any, Any]:
+    """Two connected sockets of *ctx*: the first binds, the second connects.
+
+    *transport* is ``inproc`` or ``tcp`` (loopback, random port). With *hwm*, both
+    sockets get it as SNDHWM and RCVHWM.
+    """
+    bound = ctx.socket(bind_type)
+    connected = ctx.socket(connect_type)
+    for sock in (bound, connected):
+        sock.setsockopt(LINGER, 0)
+        if hwm is not None:
+            sock.setsockopt(SNDHWM, hwm)
+            sock.setsockopt(RCVHWM, hwm)
+    if transport == "inproc":
+        endpoint = f"inproc://bench-{next(_inproc_names)}"
+        bound.bind(endpoint)
+    else:
+        bound.bind("tcp://127.0.0.1:*")
+        endpoint = bound.last_endpoint.decode()
+    connected.connect(endpoint)
+    return bound, connected
+
+
+def shared_sizes(n: int) -> tuple[int, int]:
+    """``shared``: messages per sender and warm-up messages, for about *n* messages in all."""
+    per = max(1, n // SHARED_SENDERS)
+    return per, max(1, per * SHARED_SENDERS // 10)
+
+
+def fanin_rounds(n: int) -> int:
+    """``fanin``: round trips per client for about *n* round trips in all."""
+    return max(1, n // FANIN_CLIENTS)
+
+
+def spawn_server(peer: str, endpoint: str, count: int) -> subprocess.Popen[bytes]:
+    """Start the REP echo server of ``reqrep-ipc-2proc`` in a second process, run by *peer*."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "zmq_green.bench._worker", "--serve", peer, endpoint, str(count)]
+    )

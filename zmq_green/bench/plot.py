@@ -1,0 +1,60 @@
+"""``--plot``: zmq_green's ratio to each peer, per case, as a bar chart (needs matplotlib)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .cases import CASES
+from .report import SUBJECT, ratio, summarize
+from .runner import Run
+
+__all__ = ["MISSING", "available", "plot"]
+
+MISSING = "--plot needs matplotlib: pip install 'zmq_green[plot]'"
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot(path: str, cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> None:
+    """Draw zmq_green's ratio to each other peer for each case into *path* (PNG).
+
+    Bars are on a log scale around 1: right of the line, zmq_green does better.
+    Cases a peer could not run have no bar for it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = summarize(runs)
+    others = [peer for peer in peers if peer != SUBJECT]
+    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(cases) * max(1, len(others)) / 2))
+    height = 0.8 / max(1, len(others))
+    for i, peer in enumerate(others):
+        ys, widths = [], []
+        for row, case in enumerate(cases):
+            ours, theirs = cells.get((case, SUBJECT)), cells.get((case, peer))
+            value = ratio(
+                ours.median if ours else None, theirs.median if theirs else None, CASES[case].lower_is_better
+            )
+            if value is not None and math.isfinite(value):
+                ys.append(row + i * height)
+                widths.append(value)
+        ax.barh(ys, widths, height=height, label=f"vs {peer}")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([row + 0.4 - height / 2 for row in range(len(cases))], list(cases))
+    ax.invert_yaxis()
+    ax.set_xlabel("zmq_green's ratio to the peer (above 1: zmq_green does better)")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

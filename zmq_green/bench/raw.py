@@ -1,0 +1,96 @@
+"""The one-thread ceiling: plain pyzmq, every call with DONTWAIT, no greenlets, no event loop.
+
+One loop sends until the socket says ``Again``, then receives until it says
+``Again``, and so on. When a whole pass moved nothing, it blocks in libzmq's own
+``zmq_poll`` on the two sockets rather than spinning: a spinning loop steals the
+CPU that libzmq's I/O thread needs and measured three times slower over tcp.
+This is as fast as one Python thread moves messages through pyzmq: the reference
+for zmq_green's fast path. It only exists for cases where one party both sends
+and receives.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Callable
+
+import zmq
+from zmq.backend import zmq_poll
+
+from .cases import (
+    DONTWAIT,
+    LARGE,
+    LARGE_HWM,
+    MSG,
+    POLLIN,
+    POLLOUT,
+    PULL,
+    PUSH,
+    SHARED_HWM,
+    SHARED_SENDERS,
+    Figures,
+    figures,
+    pair,
+    shared_sizes,
+    warmup,
+)
+
+__all__ = ["RAW_BODIES"]
+
+
+def _loop(
+    n: int, warm: int, transport: str, msg: bytes = MSG, copy: bool = True, hwm: int | None = None
+) -> float:
+    """Move *warm* messages PUSH->PULL in one thread, then *n* more: seconds the *n* took."""
+    pull, push = pair(zmq.Context(), PULL, PUSH, transport, hwm)
+    send, recv, again = push.send, pull.recv, zmq.Again
+
+    def move(count: int) -> None:
+        sent = received = 0
+        while received < count:
+            before = sent + received
+            while sent < count:
+                try:
+                    send(msg, DONTWAIT, copy)
+                except again:
+                    break
+                sent += 1
+            while received < sent:
+                try:
+                    recv(DONTWAIT, copy)
+                except again:
+                    break
+                received += 1
+            if sent + received == before:
+                zmq_poll([(pull, POLLIN), (push, POLLOUT if sent < count else 0)], -1)
+
+    move(warm)
+    t0 = perf_counter()
+    move(n)
+    return perf_counter() - t0
+
+
+def stream(n: int, transport: str) -> Figures:
+    """PUSH->PULL, 64-byte messages: msg/s."""
+    return figures(n / _loop(n, warmup(n), transport))
+
+
+def stream_large(n: int) -> Figures:
+    """PUSH->PULL over tcp, 1 MiB messages without copies: MB/s."""
+    elapsed = _loop(n, warmup(n), "tcp", b"x" * LARGE, copy=False, hwm=LARGE_HWM)
+    return figures(n * LARGE / elapsed / 1e6)
+
+
+def shared(n: int) -> Figures:
+    """The messages of ``shared`` sent by one loop through the same kind of socket: msg/s."""
+    per, warm = shared_sizes(n)
+    total = per * SHARED_SENDERS
+    return figures((total - warm) / _loop(total - warm, warm, "inproc", hwm=SHARED_HWM))
+
+
+RAW_BODIES: dict[str, Callable[[int], Figures]] = {
+    "stream-inproc": lambda n: stream(n, "inproc"),
+    "stream-tcp": lambda n: stream(n, "tcp"),
+    "stream-large": stream_large,
+    "shared": shared,
+}

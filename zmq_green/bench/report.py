@@ -1,0 +1,237 @@
+"""From runs to results: medians, zmq_green's ratios, the table, and the JSON record."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .cases import CASES
+
+if TYPE_CHECKING:
+    from .options import Options
+    from .runner import Run
+
+__all__ = [
+    "SUBJECT",
+    "Cell",
+    "cpu_model",
+    "document",
+    "format_cell",
+    "format_ratio",
+    "format_value",
+    "machine",
+    "median",
+    "notes",
+    "ratio",
+    "summarize",
+    "table",
+]
+
+#: The peer the ratios are about.
+SUBJECT = "zmq_green"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One peer's result for one case over its rounds.
+
+    ``median`` is over the rounds that succeeded (``ok`` of ``rounds``);
+    ``failure`` is the most frequent failure among the others.
+    """
+
+    median: float | None
+    ok: int
+    rounds: int
+    failure: str | None
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median of *values*, or ``None`` if there are none."""
+    return statistics.median(values) if values else None
+
+
+def ratio(ours: float | None, theirs: float | None, lower_is_better: bool = False) -> float | None:
+    """How many times better *ours* is than *theirs*: ``ours/theirs``, or ``theirs/ours``
+    when lower is better. ``None`` if either is missing or both are zero.
+    """
+    if ours is None or theirs is None:
+        return None
+    if lower_is_better:
+        ours, theirs = theirs, ours
+    if theirs == 0:
+        return math.inf if ours > 0 else None
+    return ours / theirs
+
+
+def summarize(runs: Sequence[Run]) -> dict[tuple[str, str], Cell]:
+    """One :class:`Cell` per (case, peer) found in *runs*."""
+    grouped: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        grouped.setdefault((run.case, run.peer), []).append(run)
+    cells = {}
+    for key, group in grouped.items():
+        values = [run.value for run in group if run.value is not None]
+        failures = Counter(run.failure for run in group if run.value is None and run.failure)
+        cells[key] = Cell(
+            median=median(values),
+            ok=len(values),
+            rounds=len(group),
+            failure=failures.most_common(1)[0][0] if failures else None,
+        )
+    return cells
+
+
+def format_value(value: float) -> str:
+    """*value* to three significant digits, with thousands separators: ``449,000``, ``15.9``."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    digits = 2 - math.floor(math.log10(abs(value)))
+    rounded = round(value, digits)
+    if abs(rounded) >= 1000:
+        return f"{rounded:,.0f}"
+    return f"{rounded:.{max(digits, 0)}f}"
+
+
+def format_cell(cell: Cell | None) -> str:
+    """A peer's table cell: its median, its failure (never blank), and how many rounds failed."""
+    if cell is None:
+        return "not run"
+    if cell.median is None:
+        return cell.failure or "no result"
+    text = format_value(cell.median)
+    if cell.ok < cell.rounds:
+        text += f" ({cell.ok}/{cell.rounds})"
+    return text
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio cell: ``1.23x``; ``-`` when there is nothing to compare."""
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.2f}x"
+
+
+def notes(runs: Sequence[Run], case: str) -> str:
+    """zmq_green's extra figures for *case* (medians over its rounds), e.g. wake-ups."""
+    extras: dict[str, list[float]] = {}
+    for run in runs:
+        if run.case == case and run.peer == SUBJECT and run.value is not None:
+            for key, value in run.extra.items():
+                extras.setdefault(key, []).append(value)
+    return ", ".join(f"{key} {format_value(statistics.median(values))}" for key, values in extras.items())
+
+
+def table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> str:
+    """The results as one Markdown table: each peer's median, then zmq_green's ratio to each peer."""
+    cells = summarize(runs)
+    others = [peer for peer in peers if peer != SUBJECT] if SUBJECT in peers else []
+    case_notes = {case: notes(runs, case) for case in cases}
+    header = ["case", "unit", *peers, *(f"vs {peer}" for peer in others)]
+    if any(case_notes.values()):
+        header.append("notes")
+    rows = []
+    for case in cases:
+        spec = CASES[case]
+        ours = cells.get((case, SUBJECT))
+        row = [case, spec.unit, *(format_cell(cells.get((case, peer))) for peer in peers)]
+        for peer in others:
+            theirs = cells.get((case, peer))
+            row.append(
+                format_ratio(
+                    ratio(
+                        ours.median if ours else None, theirs.median if theirs else None, spec.lower_is_better
+                    )
+                )
+            )
+        if len(header) > len(row):
+            row.append(case_notes[case])
+        rows.append(row)
+    widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+LEGEND = (
+    "Medians over the rounds; (k/n): only k of n rounds gave a figure. "
+    "vs X: zmq_green's figure over X's (for idle, X's CPU over zmq_green's): above 1, zmq_green does better."
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, or what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for text in f:
+                if text.startswith("model name"):
+                    return text.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """Versions of Python, pyzmq, libzmq, gevent, tornado and zmq_green, and the CPU."""
+    import gevent
+    import zmq
+
+    from .._version import __version__
+
+    try:
+        import tornado
+
+        tornado_version: str | None = tornado.version
+    except ImportError:
+        tornado_version = None
+    return {
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "pyzmq": zmq.pyzmq_version(),
+        "libzmq": zmq.zmq_version(),
+        "gevent": gevent.__version__,
+        "tornado": tornado_version,
+        "zmq_green": __version__,
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def document(opts: Options, runs: Sequence[Run], started: datetime) -> dict[str, Any]:
+    """Everything about a benchmark run, for ``--json``."""
+    cells = summarize(runs)
+    summary: dict[str, dict[str, Any]] = {}
+    for (case, peer), cell in cells.items():
+        ours = cells.get((case, SUBJECT))
+        vs = None
+        if peer != SUBJECT:
+            vs = ratio(ours.median if ours else None, cell.median, CASES[case].lower_is_better)
+        # JSON has no infinity: an idle zmq_green that used no CPU at all is "inf" times better.
+        summary.setdefault(case, {})[peer] = {**asdict(cell), "ratio": "inf" if vs == math.inf else vs}
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "options": asdict(opts),
+        "cases": {
+            case: {
+                "unit": CASES[case].unit,
+                "what": CASES[case].what,
+                "lower_is_better": CASES[case].lower_is_better,
+                "size": opts.size(case),
+            }
+            for case in opts.cases
+        },
+        "runs": [asdict(run) for run in runs],
+        "summary": summary,
+    }

@@ -1,0 +1,64 @@
+"""Wake an :class:`~zmq_green.eventloop.IOLoop` blocked in its poll.
+
+The loop greenlet blocks in a green :class:`zmq_green.Poller`; the only things
+that end that wait are readiness of what the poller watches and its timeout. So
+the loop watches one more fd: the read end of a pipe. Writing a byte to it wakes
+the loop from anywhere -- another greenlet, another OS thread, or a Python signal
+handler, which may run in the middle of any greenlet (including the hub) and so
+must not switch greenlets: ``os.write`` on a non-blocking pipe never does.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["Waker"]
+
+
+class Waker:
+    """A self-pipe: :meth:`wake` makes :meth:`fileno` readable until :meth:`drain`.
+
+    At most one byte is in flight: :meth:`wake` writes only if no wake-up is
+    pending, which keeps a burst of ``add_callback`` calls to one syscall.
+    """
+
+    __slots__ = ("_pending", "_read", "_write")
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._pending = False
+
+    def fileno(self) -> int:
+        """The fd to poll for reading."""
+        return self._read
+
+    def wake(self) -> None:
+        """Make the read end readable (safe from threads and signal handlers)."""
+        if not self._pending:
+            self._pending = True
+            try:
+                os.write(self._write, b"\0")
+            except OSError:
+                pass  # full (a wake-up is in the pipe already) or closed
+
+    def drain(self) -> None:
+        """Consume every pending wake-up."""
+        try:
+            while os.read(self._read, 512):
+                pass
+        except OSError:
+            pass  # empty
+        # Only now: a wake() between the read and this line leaves a byte in the
+        # pipe (a spurious wake-up later), never a lost one.
+        self._pending = False
+
+    def close(self) -> None:
+        """Close both ends; later :meth:`wake` calls do nothing."""
+        for fd in (self._read, self._write):
+            if fd >= 0:
+                os.close(fd)
+        # -1 makes a late wake() fail with EBADF instead of writing to a reused fd.
+        self._read = self._write = -1
+        self._pending = True

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import gevent
 import pytest
 import zmq
+from test_socket import outcome
 
 import zmq_green
 
@@ -50,7 +51,6 @@ def ticks_while(call: Callable[[], Any], tick: float = 0.005) -> tuple[int, floa
             ticks += 1
 
     ticking = gevent.spawn(ticker)
-    gevent.sleep(0)  # the ticker is running before the call starts
     start = time.monotonic()
     try:
         call()
@@ -194,12 +194,6 @@ def test_destroy_closes_sockets_and_wakes_their_waiters(no_rescues: None) -> Non
     dealer = ctx.socket(zmq.DEALER)
     pull.bind("inproc://destroy-waiters")
 
-    def outcome(call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except zmq.ZMQError as e:
-            return e
-
     waiters = [gevent.spawn(outcome, pull.recv) for _ in range(5)]
     waiters += [gevent.spawn(outcome, lambda: dealer.send(b"x")) for _ in range(5)]
     gevent.idle()
@@ -248,11 +242,11 @@ def test_unreferenced_context_is_destroyed_by_its_finalizer(monkeypatch: pytest.
     unraisable: list[Any] = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     ctx = zmq_green.Context()
-    ctx.socket(zmq.PULL).bind("inproc://finalized")
+    sock = ctx.socket(zmq.PULL)  # holds the context: finalized first, and closed
     ref = weakref.ref(ctx)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        del ctx
+        del ctx, sock
         gc.collect()
     assert ref() is None
     assert unraisable == []

@@ -15,19 +15,49 @@ version of zmq_green itself is :data:`green_version`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq as _zmq
-from zmq import *  # noqa: F403
+
+if TYPE_CHECKING:
+    # Spelled out so that type checkers see the green classes below, not zmq's.
+    from zmq import (
+        COPY_THRESHOLD as COPY_THRESHOLD,
+        DRAFT_API as DRAFT_API,
+        IPC_PATH_MAX_LEN as IPC_PATH_MAX_LEN,
+        PYZMQ_DRAFT_API as PYZMQ_DRAFT_API,
+        Frame as Frame,
+        Message as Message,
+        MessageTracker as MessageTracker,
+        Stopwatch as Stopwatch,
+        __revision__ as __revision__,
+        __version__ as __version__,
+        curve_keypair as curve_keypair,
+        curve_public as curve_public,
+        get_includes as get_includes,
+        has as has,
+        pyzmq_version as pyzmq_version,
+        pyzmq_version_info as pyzmq_version_info,
+        strerror as strerror,
+        zmq_errno as zmq_errno,
+        zmq_poll as zmq_poll,
+        zmq_version as zmq_version,
+        zmq_version_info as zmq_version_info,
+    )
+    from zmq.constants import *  # noqa: F403
+    from zmq.error import *  # noqa: F403
+else:
+    from zmq import *  # noqa: F403
 
 from ._version import __version__ as green_version
 from ._waiting import reset_stats, stats
 from .context import Context
-from .device import device as device
-from .device import proxy as proxy  # type: ignore[assignment]
-from .device import proxy_steerable as proxy_steerable  # type: ignore[assignment]
-from .poll import Poller as Poller
-from .poll import select as select
+from .device import (
+    device as device,
+    proxy as proxy,  # type: ignore[assignment]
+    proxy_steerable as proxy_steerable,  # type: ignore[assignment]
+)
+from .poll import Poller as Poller, select as select
 from .socket import Socket
 
 SyncSocket = Socket  # type: ignore[misc]

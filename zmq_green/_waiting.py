@@ -222,7 +222,10 @@ class SocketWaits:
             if self.closed:
                 raise zmq_error(_ENOTSOCK)
             if self.watcher is not None:
-                self.watcher.close()
+                try:
+                    self.watcher.close()
+                except ValueError:
+                    pass  # its loop was destroyed with the other thread's hub
             self.hub = hub
             self.watcher = hub.loop.io(_raw_get(self.socket, _FD), 1)
         return hub

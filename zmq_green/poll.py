@@ -119,8 +119,9 @@ class Poller(zmq.Poller):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 expiry = safety is None or (remaining is not None and remaining <= safety)
                 value = block(entry, remaining if expiry else safety)
-                # Whatever woke us (readiness, a timer, close or term), zmq_poll
-                # says what is true, and raises what pyzmq's poll would raise.
+                if isinstance(value, BaseException):
+                    raise value  # a polled socket was closed (ENOTSOCK) or its context ended
+                # Readiness or a timer: zmq_poll says what is true.
                 ready = zmq_poll(sockets, 0)
                 _pass_on(zsocks, 1)
                 if value is TIMER and not expiry:

@@ -16,8 +16,9 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from itertools import count
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gevent
 import pytest
@@ -108,7 +109,9 @@ PEER = textwrap.dedent(
 
 
 @pytest.mark.timeout(90)
-def test_peer_sigkilled_mid_stream_and_restarted(tmp_path: Any, resources: None, record_property: Any) -> None:
+def test_peer_sigkilled_mid_stream_and_restarted(
+    tmp_path: Any, resources: None, record_property: Any
+) -> None:
     """The green side serves the peer and is served by it; SIGKILL it and start it again.
 
     The green ROUTER keeps serving (the new peer's requests are answered) and the
@@ -156,8 +159,8 @@ def test_peer_sigkilled_mid_stream_and_restarted(tmp_path: Any, resources: None,
     try:
         for round_ in range(2):
             pid = b"%d" % peers[-1].pid
-            served.wait_for(pid, 30)
-            answered.wait_for(pid, 30)
+            served.wait_for(pid, 100)
+            answered.wait_for(pid, 100)
             peers[-1].send_signal(signal.SIGKILL)
             peers[-1].wait(WAIT)
             if round_ == 0:
@@ -258,7 +261,7 @@ def test_term_with_a_waiter_hangs_in_pyzmq_green() -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"terminating\n"
         with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(3)
+            proc.wait(2)
     finally:
         proc.kill()
         proc.wait(WAIT)

@@ -201,6 +201,7 @@ def test_patch_is_idempotent_and_unpatch_restores_exactly(pyzmq_green_first: boo
         f"""
         import json, sys
         import zmq, zmq.sugar
+        import zmq.asyncio  # patch() imports it, and a module stays imported
         if {pyzmq_green_first}:
             import zmq.green, zmq.green.poll
         import zmq_green, zmq_green.monkey as monkey

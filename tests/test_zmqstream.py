@@ -8,16 +8,17 @@ after a deadline. The others need greenlets, which only zmq_green's loop serves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gevent
 import gevent.event
 import pytest
 import zmq
+from conftest import pair
 
 import zmq_green
-from conftest import pair
 from zmq_green.eventloop import IOLoop, PeriodicCallback, ZMQStream
 
 tornado_ioloop = pytest.importorskip("tornado.ioloop")
@@ -120,8 +121,9 @@ def test_echo_rep_stream_with_a_req_stream_client(impl: Impl) -> None:
 
 @pytest.mark.timeout(30)
 def test_one_callback_serves_two_streams(impl: Impl) -> None:
-    (router1, dealer1), (router2, dealer2) = impl.streams(zmq.ROUTER, zmq.DEALER), impl.streams(
-        zmq.ROUTER, zmq.DEALER
+    (router1, dealer1), (router2, dealer2) = (
+        impl.streams(zmq.ROUTER, zmq.DEALER),
+        impl.streams(zmq.ROUTER, zmq.DEALER),
     )
     served: list[tuple[Any, bytes]] = []
 
@@ -187,7 +189,7 @@ def test_send_callbacks_run_in_order_with_pyzmqs_replacement_rule(impl: Impl) ->
     stream.send_string("d")
     stream.send_json({"e": 1})
     stream.send_pyobj(("f",))
-    stream.send(b"g", copy=False, track=True)
+    stream.send_multipart([b"g", b"h"], copy=False, track=True)
     received: list[list[bytes]] = []
 
     def on_recv(msg: list[bytes]) -> None:
@@ -204,6 +206,22 @@ def test_send_callbacks_run_in_order_with_pyzmqs_replacement_rule(impl: Impl) ->
     assert [status for _, _, status in sent[:5]] == [None] * 5
     assert isinstance(sent[5][2], zmq.MessageTracker)
     assert not stream.sending()
+
+
+@pytest.mark.timeout(30)
+def test_a_tracked_one_frame_send_reports_its_tracker(impl: Impl, request: pytest.FixtureRequest) -> None:
+    if impl.name == "zmq_green":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="zmq_green.Socket.send_multipart returns None for a one-frame message"
+            )
+        )
+    push, pull = impl.streams(zmq.PUSH, zmq.PULL)
+    statuses: list[Any] = []
+    pull.on_recv(lambda msg: impl.loop.stop())
+    push.send(b"g", copy=False, track=True, callback=lambda msg, status: statuses.append(status))
+    impl.run()
+    assert isinstance(statuses[0], zmq.MessageTracker)
 
 
 @pytest.mark.timeout(30)

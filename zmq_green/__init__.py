@@ -15,6 +15,7 @@ version of zmq_green itself is :data:`green_version`.
 
 from __future__ import annotations
 
+import sys as _sys
 from typing import TYPE_CHECKING, Any
 
 import zmq as _zmq
@@ -64,6 +65,11 @@ SyncSocket = Socket  # type: ignore[misc]
 SyncContext = Context  # type: ignore[misc]
 
 __all__: list[str] = [*_zmq.__all__, "green_version", "stats", "reset_stats"]
+
+
+# `from zmq_green.error import ZMQError` works as `from zmq.error import ZMQError` does.
+for _name in ("constants", "error", "utils"):
+    _sys.modules.setdefault(f"{__name__}.{_name}", getattr(_zmq, _name))
 
 
 def __getattr__(name: str) -> Any:

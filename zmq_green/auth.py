@@ -81,7 +81,8 @@ class GreenAuthenticator(Authenticator):
     def __init__(
         self, context: zmq.Context[Any] | None = None, encoding: str = "utf-8", log: Any = None
     ) -> None:
-        super().__init__(context=context or Context.instance(), encoding=encoding, log=log)
+        context = context if context is not None else Context.instance()
+        super().__init__(context=context, encoding=encoding, log=log)
         self._server: gevent.Greenlet[..., None] | None = None
         self._handlers = Group()
         # The ROUTER envelope of the request each handler greenlet is answering.

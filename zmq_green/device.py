@@ -50,12 +50,9 @@ __all__ = ["Completion", "NativeThread", "device", "green_socket", "proxy", "pro
 _start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
 _allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 
-PAUSE = b"PAUSE"
-RESUME = b"RESUME"
 TERMINATE = b"TERMINATE"
 STATISTICS = b"STATISTICS"
-_COMMANDS = frozenset((PAUSE, RESUME, TERMINATE, STATISTICS))
-_EINVAL = int(zmq.EINVAL)
+_REP = int(zmq.REP)
 
 
 class Completion:
@@ -195,22 +192,25 @@ def _control_pair() -> tuple[Socket, Socket]:
 
 
 def _relay(control: Socket, ours: Socket) -> BaseException | None:
-    """Forward the user's control commands to the proxy; STATISTICS replies back.
+    """Pass the user's control commands to the proxy, and its answers back.
 
-    Returns (not raises: a failed greenlet would be reported by the hub) the error
-    that ended it, after telling the proxy to terminate.
+    Each frame is one command, as libzmq reads them. ``STATISTICS`` is answered
+    with the proxy's counters; on a REP socket any other command with an empty
+    message, as libzmq does. Returns (not raises: a failed greenlet would be
+    reported by the hub) the error that ended it, after telling the proxy to
+    terminate.
     """
+    answers_all = control.type == _REP
     try:
         while True:
-            msg = control.recv_multipart()
-            if len(msg) != 1 or msg[0] not in _COMMANDS:
-                # libzmq aborts the process on an unknown command; we end the proxy.
-                raise zmq.ZMQError(_EINVAL, f"invalid command sent to proxy: {msg!r}")
-            ours.send(msg[0])
-            if msg[0] == STATISTICS:
-                control.send_multipart(ours.recv_multipart())
-            elif msg[0] == TERMINATE:
-                return None
+            for command in control.recv_multipart():
+                ours.send(command)
+                if command == STATISTICS:
+                    control.send_multipart(ours.recv_multipart())
+                elif answers_all:
+                    control.send(b"")
+                if command == TERMINATE:
+                    return None
     except Exception as e:
         ours.send(TERMINATE)
         return e
@@ -249,10 +249,11 @@ def proxy_steerable(
     capture : Socket, optional
         The Socket instance for capturing traffic: it gets a copy of every message.
     control : Socket, optional
-        The Socket instance for control flow. It may send ``PAUSE``, ``RESUME``,
-        ``TERMINATE`` (the call returns 0) and ``STATISTICS`` (answered with
-        libzmq's eight 64-bit counters). Any other message ends the proxy with
-        ``ZMQError(EINVAL)`` (libzmq itself would abort the process).
+        The Socket instance for control flow, as in libzmq: ``PAUSE``, ``RESUME``,
+        ``TERMINATE`` (the call returns 0), and ``STATISTICS``, answered with eight
+        frames of 64-bit counters (messages and bytes received and sent on the
+        frontend, then on the backend). A REP socket gets an empty reply to the
+        other commands; unknown commands are ignored.
 
     Returns
     -------

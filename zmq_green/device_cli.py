@@ -15,7 +15,7 @@ import zmq
 from gevent.event import Event
 
 from .context import Context
-from .device import STATISTICS, TERMINATE, proxy_steerable
+from .device import STATISTICS, proxy_steerable
 
 __all__ = ["main"]
 
@@ -86,12 +86,21 @@ def attach(socket: zmq.Socket[Any], endpoints: str, default: str) -> None:
 
 
 def _report(name: str, control: zmq.Socket[Any]) -> None:
-    """Each second, print on stderr the messages moved since the last second."""
+    """Each second, print on stderr the messages moved per second since the last report."""
     last = (0, 0)
     then = time.monotonic()
+    asked = False
     while True:
         gevent.sleep(1.0)
-        control.send(STATISTICS)
+        if not asked:
+            control.send(STATISTICS)
+            asked = True
+        # The proxy answers between bursts, within microseconds, unless it is blocked
+        # sending to a peer at its high-water mark.
+        if not control.poll(250):
+            print(f"{name}: stalled (a peer is not reading)", file=sys.stderr, flush=True)
+            continue
+        asked = False
         counters = [struct.unpack("<Q", frame)[0] for frame in control.recv_multipart()]
         now = time.monotonic()
         counts = (counters[0], counters[4])  # received on the frontend, on the backend
@@ -157,17 +166,19 @@ def main(argv: Sequence[str]) -> int:
     reporter = gevent.spawn(_report, args.device, control)
     try:
         stop.wait()
-        reporter.kill()
-        if not runner.dead:
-            control.send(TERMINATE)
-        runner.join()
     finally:
-        for handler in handlers:
-            handler.cancel()
+        reporter.kill()
+        # Terminating the context stops the proxy even while it is blocked sending to a
+        # peer at its high-water mark, where a TERMINATE command would wait its turn.
+        terminating = gevent.spawn(ctx.term)
+        runner.join()
         for s in sockets:
             s.close()
-        ctx.term()
-    if runner.value is not None:
-        print(f"zmq-green device: {runner.value}", file=sys.stderr)
+        terminating.join()
+        for handler in handlers:
+            handler.cancel()
+    error = runner.value
+    if error is not None and not isinstance(error, zmq.ContextTerminated):
+        print(f"zmq-green device: {error}", file=sys.stderr)
         return 1
     return 0

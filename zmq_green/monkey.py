@@ -52,7 +52,7 @@ import zmq.sugar
 
 import zmq_green
 
-__all__ = ["NativeSocketWarning", "is_patched", "main", "patch", "unpatch"]
+__all__ = ["GREEN_NAMES", "NativeSocketWarning", "is_patched", "main", "patch", "unpatch"]
 
 #: Names that :func:`patch` replaces on ``zmq`` and ``zmq.sugar`` (where present).
 GREEN_NAMES = (

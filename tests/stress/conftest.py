@@ -12,13 +12,15 @@ quoted in RELIABILITY.md come from there).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import pytest
-from .soak import active_watchers, open_fds
 
 import zmq_green
+
+from .soak import active_watchers, open_fds
 
 #: user_properties summed over the session, and how the summary names them.
 FIGURES = {
@@ -29,14 +31,25 @@ FIGURES = {
 }
 
 
+def warm_up() -> None:
+    """Open what zmq_green opens once per process and keeps: the hub's threadpool
+    (where contexts terminate) and the private context of proxies' control sockets."""
+    ctx = zmq_green.Context()
+    front, back = ctx.socket(zmq_green.PULL), ctx.socket(zmq_green.PUSH)
+    with gevent.Timeout(0.01, False):
+        zmq_green.proxy(front, back)
+    front.close()
+    back.close()
+    ctx.term()
+
+
 @pytest.fixture
 def resources() -> Iterator[None]:
     """Fail the test unless fds, hub watchers and rescues are back to where they started.
 
     The test must terminate its contexts before it returns.
     """
-    # The hub's threadpool (where contexts terminate) opens its fds on first use.
-    gevent.get_hub().threadpool.apply(int)
+    warm_up()
     fds, watchers, rescues = open_fds(), active_watchers(), zmq_green.stats()["rescues"]
     yield
     assert open_fds() == fds, "file descriptors leaked"

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import count
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gevent
 import gevent.lock
 import pytest
-from gevent.event import Event
 from gevent.greenlet import Greenlet
 
 import zmq_green as zmq
@@ -47,18 +47,21 @@ SETTLE_SECONDS = 30.0
 TIMEOUT_SHARE = 0.1
 
 
+SENDER, SERVER, DEVICE = "sender", "server", "device"
+
+
 class Crew:
     """Worker greenlets, a chaos greenlet that kills them, and replacements.
 
     A *sender* loops until :meth:`stop_sending`; a *server* loops until its socket
-    is closed under it (``ENOTSOCK``). A killed worker is replaced by a new one
-    with the same body while the chaos lasts. Any other exception is a failure.
+    is closed under it (``ENOTSOCK``); a *device* runs a proxy until it is killed.
+    A killed worker is replaced by a new one with the same body while the chaos
+    lasts. Any other exception is a failure.
     """
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.senders: set[Greenlet] = set()
-        self.servers: set[Greenlet] = set()
+        self.teams: dict[str, set[Greenlet]] = {SENDER: set(), SERVER: set(), DEVICE: set()}
         self.sending = True
         self.chaos_on = True
         self.closing = False
@@ -67,35 +70,36 @@ class Crew:
         self.errors: list[BaseException] = []
         self._chaos = gevent.spawn(self._kill_now_and_then)
 
-    def spawn(self, body: Callable[[], None], n: int, *, sender: bool) -> None:
+    def spawn(self, body: Callable[[], object], n: int, role: str) -> None:
         for _ in range(n):
-            team = self.senders if sender else self.servers
-            g = gevent.spawn(self._loop, body, sender)
-            team.add(g)
-            g.link(lambda g, body=body, sender=sender, team=team: self._ended(g, body, sender, team))
+            g = gevent.spawn(self._loop, body, role)
+            self.teams[role].add(g)
+            g.link(lambda g, body=body, role=role: self._ended(g, body, role))
 
-    def _loop(self, body: Callable[[], None], sender: bool) -> None:
+    def _loop(self, body: Callable[[], object], role: str) -> None:
         try:
-            while self.sending or not sender:
+            while self.sending or role != SENDER:
                 body()
         except zmq.ZMQError as e:
             # ENOTSOCK: closed under a waiter; ENOTSUP: Socket.poll after close
             if not (self.closing and e.errno in (zmq.ENOTSOCK, zmq.ENOTSUP)):
                 raise
 
-    def _ended(self, g: Greenlet, body: Callable[[], None], sender: bool, team: set[Greenlet]) -> None:
-        team.discard(g)
+    def _ended(self, g: Greenlet, body: Callable[[], object], role: str) -> None:
+        self.teams[role].discard(g)
         if not g.successful():
             self.errors.append(g.exception)
         elif isinstance(g.value, gevent.GreenletExit) and self.chaos_on:
-            self.spawn(body, 1, sender=sender)
+            self.spawn(body, 1, role)
 
     def _kill_now_and_then(self) -> None:
         while self.chaos_on:
             gevent.sleep(self.rng.uniform(0.0005, 0.003))
-            workers = sorted(self.senders | self.servers, key=id)
-            if workers and self.chaos_on:
-                self.rng.choice(workers).kill(block=False)
+            # a device is one among hundreds: give it a fair share of the kills
+            devices = self.teams[DEVICE] and self.rng.random() < 0.05
+            team = self.teams[DEVICE] if devices else self.teams[SENDER] | self.teams[SERVER]
+            if team and self.chaos_on:
+                self.rng.choice(sorted(team, key=id)).kill(block=False)
                 self.kills += 1
 
     @contextmanager
@@ -127,23 +131,30 @@ class Crew:
         """End the chaos, let every sender finish its call, and check none hangs."""
         self.end_chaos()
         self.sending = False
-        gevent.joinall(list(self.senders), timeout=SETTLE_SECONDS)
-        assert not self.senders, f"{len(self.senders)} senders hang"
+        senders = self.teams[SENDER]
+        gevent.joinall(list(senders), timeout=SETTLE_SECONDS)
+        assert not senders, f"{len(senders)} senders hang"
 
     def close(self, *sockets: Any) -> None:
-        """Close *sockets* under the servers still waiting, and check that all of them end."""
+        """Stop the devices, close *sockets* under the servers still waiting, and
+        check that all of them end."""
         self.closing = True
+        # a device's sockets belong to its proxy thread until the proxy is stopped
+        gevent.killall(list(self.teams[DEVICE]), timeout=SETTLE_SECONDS)
         for s in sockets:
             s.close()
-        gevent.joinall(list(self.servers), timeout=SETTLE_SECONDS)
-        assert not self.servers, f"{len(self.servers)} servers hang"
+        servers = self.teams[SERVER]
+        gevent.joinall(list(servers), timeout=SETTLE_SECONDS)
+        assert not servers, f"{len(servers)} servers hang"
         assert not self.errors, self.errors[:3]
 
     def abandon(self) -> None:
         """After a failure: kill whatever still runs, so the context can go."""
         self.chaos_on = self.sending = False
         self.closing = True
-        gevent.killall([self._chaos, *self.senders, *self.servers], timeout=SETTLE_SECONDS)
+        gevent.killall(
+            [self._chaos, *(g for team in self.teams.values() for g in team)], timeout=SETTLE_SECONDS
+        )
 
     @property
     def faults(self) -> int:
@@ -151,7 +162,7 @@ class Crew:
 
 
 def wait_until(done: Callable[[], bool], what: Callable[[], str]) -> None:
-    """Wait for *done* (re-checked whenever a message moves) within SETTLE_SECONDS."""
+    """Wait for *done* (checked every 10 ms) within SETTLE_SECONDS."""
     with gevent.Timeout(SETTLE_SECONDS, False):
         while not done():
             gevent.sleep(0.01)
@@ -189,12 +200,31 @@ def check_exactly_once(sent: set[int], received: Counter[int], what: str) -> Non
 
 
 def push_pull(ctx: Any, crew: Crew, addrs: list[str]) -> int:
-    """100 greenlets push on one PUSH, 100 pull from one PULL; single and multipart."""
-    rng = crew.rng
+    """One PUSH bound, one PULL connected."""
     push, pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-    push.sndhwm, pull.rcvhwm = hwm(rng), hwm(rng)
-    pull.rcvtimeo = rng.choice([-1, 20, 100])
+    push.sndhwm, pull.rcvhwm = hwm(crew.rng), hwm(crew.rng)
     pull.connect(bind(push, addrs[0]))
+    return pipeline(crew, push, pull)
+
+
+def push_proxy_pull(ctx: Any, crew: Crew, addrs: list[str]) -> int:
+    """PUSH to a green proxy (PULL in, PUSH out) to PULL.
+
+    The proxy's greenlet is among the chaos's victims: killed mid-stream, then
+    started again on the same sockets, it must lose nothing.
+    """
+    push, front, back, pull = (ctx.socket(t) for t in (zmq.PUSH, zmq.PULL, zmq.PUSH, zmq.PULL))
+    push.sndhwm, front.rcvhwm, back.sndhwm, pull.rcvhwm = (hwm(crew.rng) for _ in range(4))
+    push.connect(bind(front, addrs[0]))
+    pull.connect(bind(back, addrs[1]))
+    crew.spawn(lambda: zmq.proxy(front, back), 1, DEVICE)
+    return pipeline(crew, push, pull, front, back)
+
+
+def pipeline(crew: Crew, push: Any, pull: Any, *more: Any) -> int:
+    """100 greenlets push on *push*, 100 pull from *pull*; single and multipart."""
+    rng = crew.rng
+    pull.rcvtimeo = rng.choice([-1, 20, 100])
     ids = count()
     sent: set[int] = set()
     received: Counter[int] = Counter()
@@ -211,7 +241,10 @@ def push_pull(ctx: Any, crew: Crew, addrs: list[str]) -> int:
 
     def take(frames: list[bytes]) -> None:
         key = frames[0]
-        assert all(f.startswith(key) for f in frames), f"frames interleaved: {frames}"
+        whole = len(frames) == 1 or (
+            len(frames) == 3 and frames[1].partition(b":")[0] == key and frames[2] == key + b"."
+        )
+        assert whole, f"frames interleaved: {frames}"
         received[int(key)] += 1
 
     def puller() -> None:
@@ -230,13 +263,13 @@ def push_pull(ctx: Any, crew: Crew, addrs: list[str]) -> int:
                 except zmq.Again:
                     pass
 
-    crew.spawn(pusher, 100, sender=True)
-    crew.spawn(puller, 80, sender=False)
-    crew.spawn(poller, 20, sender=False)
+    crew.spawn(pusher, 100, SENDER)
+    crew.spawn(puller, 80, SERVER)
+    crew.spawn(poller, 20, SERVER)
     gevent.sleep(CHAOS_SECONDS)
     crew.stop_sending()
     wait_until(lambda: len(received) >= len(sent), lambda: f"{len(sent) - len(received)} lost")
-    crew.close(push, pull)
+    crew.close(push, pull, *more)
     check_exactly_once(sent, received, "messages")
     return sum(received.values())
 
@@ -280,15 +313,13 @@ def dealer_router(ctx: Any, crew: Crew, addrs: list[str]) -> int:
             finally:
                 replying[0] -= 1
 
-    crew.spawn(client, 60, sender=True)
-    crew.spawn(reader, 60, sender=False)
-    crew.spawn(server, 80, sender=False)
+    crew.spawn(client, 60, SENDER)
+    crew.spawn(reader, 60, SERVER)
+    crew.spawn(server, 80, SERVER)
     gevent.sleep(CHAOS_SECONDS)
     crew.stop_sending()
     wait_until(
-        lambda: len(requests) >= len(requests_sent)
-        and not replying[0]
-        and len(replies) >= len(replies_sent),
+        lambda: len(requests) >= len(requests_sent) and not replying[0] and len(replies) >= len(replies_sent),
         lambda: f"requests {len(requests)}/{len(requests_sent)}, replies {len(replies)}/{len(replies_sent)}",
     )
     crew.close(dealer, router)
@@ -351,9 +382,9 @@ def req_rep(ctx: Any, crew: Crew, addrs: list[str]) -> int:
         return body
 
     for req in reqs:
-        crew.spawn(client(req, gevent.lock.Semaphore()), 40, sender=True)
+        crew.spawn(client(req, gevent.lock.Semaphore()), 40, SENDER)
     for n in range(len(reps)):
-        crew.spawn(server(n, gevent.lock.Semaphore()), 20, sender=False)
+        crew.spawn(server(n, gevent.lock.Semaphore()), 20, SERVER)
     gevent.sleep(CHAOS_SECONDS)
     crew.stop_sending()
     wait_until(
@@ -369,6 +400,7 @@ def req_rep(ctx: Any, crew: Crew, addrs: list[str]) -> int:
 
 PATTERNS: dict[str, Callable[[Any, Crew, list[str]], int]] = {
     "push_pull": push_pull,
+    "push_proxy_pull": push_proxy_pull,
     "dealer_router": dealer_router,
     "req_rep": req_rep,
 }

@@ -20,9 +20,10 @@ from typing import Any
 import gevent
 import pytest
 from gevent.event import Event
-from .soak import SOAK_SECONDS
 
 import zmq_green as zmq
+
+from .soak import SOAK_SECONDS
 
 pytestmark = pytest.mark.stress
 

@@ -41,6 +41,7 @@ from .cases import (
     STREAMER,
     Figures,
     NotApplicable,
+    bind_tcp,
     fanin_rounds,
     figures,
     pair,
@@ -140,13 +141,15 @@ async def reqrep_2proc(n: int) -> Figures:
 def serve_reqrep(endpoint: str, count: int) -> None:
     """The server of ``reqrep-ipc-2proc``: echo *count* requests, then return."""
 
+    ctx = zmq.asyncio.Context()
+
     async def serve() -> None:
-        rep = zmq.asyncio.Context().socket(REP)
-        rep.linger = 0
+        rep = ctx.socket(REP)
         rep.bind(endpoint)
         await _echo(rep, count)
 
     asyncio.run(serve())
+    ctx.destroy(linger=5000)  # returns once the last reply is out: the process ends right after
 
 
 async def fanin(n: int) -> Figures:
@@ -155,8 +158,7 @@ async def fanin(n: int) -> Figures:
     ctx.set(MAX_SOCKETS, FANIN_CLIENTS + 16)
     router = ctx.socket(ROUTER)
     router.linger = 0
-    router.bind("tcp://127.0.0.1:*")
-    endpoint = router.last_endpoint.decode()
+    endpoint = bind_tcp(router)
     rounds = fanin_rounds(n)
     arrived = 0
     all_in = asyncio.Event()
@@ -186,8 +188,8 @@ async def fanin(n: int) -> Figures:
         await all_in.wait()
         return perf_counter()
 
-    t0 = (await asyncio.gather(serve(), start(), *(client() for _ in range(FANIN_CLIENTS))))[1]
-    return figures(FANIN_CLIENTS * rounds / (perf_counter() - t0))
+    results: list[Any] = await asyncio.gather(serve(), start(), *(client() for _ in range(FANIN_CLIENTS)))
+    return figures(FANIN_CLIENTS * rounds / (perf_counter() - results[1]))
 
 
 async def _shared_rate(senders: int, per: int, warm: int) -> float:
@@ -208,7 +210,8 @@ async def _shared_rate(senders: int, per: int, warm: int) -> float:
             await recv(0)
         return perf_counter() - t0
 
-    elapsed: float = (await asyncio.gather(receive(), *(send() for _ in range(senders))))[0]
+    results: list[Any] = await asyncio.gather(receive(), *(send() for _ in range(senders)))
+    elapsed: float = results[0]
     return (total - warm) / elapsed
 
 
@@ -291,10 +294,10 @@ def zmqstream_tornado(n: int) -> Figures:
     async def run() -> float:
         rep = zmq.Context().socket(REP)
         rep.linger = 0
-        rep.bind("tcp://127.0.0.1:*")
+        endpoint = bind_tcp(rep)
         req = zmq.asyncio.Context().socket(REQ)
         req.linger = 0
-        req.connect(rep.last_endpoint.decode())
+        req.connect(endpoint)
         stream = ZMQStream(rep)  # on tornado's IOLoop for the running asyncio loop
         stream.on_recv(stream.send_multipart)
         return await _round_trips(req, warmup(n), n)

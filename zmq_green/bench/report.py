@@ -112,12 +112,10 @@ def format_cell(cell: Cell | None) -> str:
 
 
 def format_ratio(value: float | None) -> str:
-    """A ratio cell: ``1.23x``; ``-`` when there is nothing to compare."""
+    """A ratio cell: ``1.23x``, ``infx``; ``-`` when there is nothing to compare."""
     if value is None:
         return "-"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.2f}x"
+    return f"{format_value(value)}x"
 
 
 def notes(runs: Sequence[Run], case: str) -> str:

@@ -408,7 +408,7 @@ def zmqstream(m: Model, n: int) -> Figures:
         ioloop = importlib.import_module(f"{m.peer}.eventloop.ioloop")
         zmqstream = importlib.import_module(f"{m.peer}.eventloop.zmqstream")
     except ImportError as e:
-        raise NotApplicable(f"no {e.name}")
+        raise NotApplicable(f"no {e.name or e}")
     loop = ioloop.IOLoop.current()
     rep, req = pair(m.zmq.Context(), REP, REQ, "tcp")
     stream = zmqstream.ZMQStream(rep, loop)
@@ -445,7 +445,7 @@ def idle(m: Model, seconds: int) -> Figures:
     return figures(cpu * IDLE_WINDOW / seconds, **{key: after[key] - before[key] for key in before})
 
 
-_BODIES: dict[str, Callable[[Any, int], Figures]] = {
+GREEN_BODIES: dict[str, Callable[[Any, int], Figures]] = {
     "stream-inproc": partial(stream, transport="inproc"),
     "stream-tcp": partial(stream, transport="tcp"),
     "stream-large": stream_large,
@@ -461,9 +461,8 @@ _BODIES: dict[str, Callable[[Any, int], Figures]] = {
 
 #: Cases OS threads do not run, and why.
 THREADS_CANNOT = {
-    "shared": "sockets are not thread-safe",
+    "shared": "not thread-safe",
     "zmqstream": "needs an event loop",
 }
 
-GREEN_BODIES = _BODIES
-THREAD_BODIES = {case: body for case, body in _BODIES.items() if case not in THREADS_CANNOT}
+THREAD_BODIES = {case: body for case, body in GREEN_BODIES.items() if case not in THREADS_CANNOT}

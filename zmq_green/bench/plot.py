@@ -6,8 +6,7 @@ import importlib
 import math
 from collections.abc import Sequence
 
-from .cases import CASES
-from .report import SUBJECT, ratio, summarize
+from .report import SUBJECT, ratio_to, summarize
 from .runner import Run
 
 __all__ = ["MISSING", "available", "plot"]
@@ -41,10 +40,7 @@ def plot(path: str, cases: Sequence[str], peers: Sequence[str], runs: Sequence[R
     for i, peer in enumerate(others):
         ys, widths = [], []
         for row, case in enumerate(cases):
-            ours, theirs = cells.get((case, SUBJECT)), cells.get((case, peer))
-            value = ratio(
-                ours.median if ours else None, theirs.median if theirs else None, CASES[case].lower_is_better
-            )
+            value = ratio_to(cells, case, peer)
             if value is not None and math.isfinite(value):
                 ys.append(row + i * height)
                 widths.append(value)

@@ -13,11 +13,10 @@ and receives.
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Callable
+from typing import Any, Callable
 
 import zmq
-from zmq.backend import Socket as _RawSocket
-from zmq.backend import zmq_poll
+from zmq.backend import Socket as _RawSocket, zmq_poll
 
 from .cases import (
     DONTWAIT,
@@ -45,7 +44,9 @@ def _loop(
 ) -> float:
     """Move *warm* messages PUSH->PULL in one thread, then *n* more: seconds the *n* took."""
     pull, push = pair(zmq.Context(), PULL, PUSH, transport, hwm)
-    send, recv, again = _RawSocket.send, _RawSocket.recv, zmq.Again
+    send: Any = _RawSocket.send
+    recv: Any = _RawSocket.recv
+    again = zmq.Again
 
     def move(count: int) -> None:
         sent = received = 0

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .cases import CASES
+from .peers import PEERS
 
 if TYPE_CHECKING:
     from .options import Options
@@ -30,6 +31,7 @@ __all__ = [
     "median",
     "notes",
     "ratio",
+    "ratio_to",
     "summarize",
     "table",
 ]
@@ -89,7 +91,16 @@ def summarize(runs: Sequence[Run]) -> dict[tuple[str, str], Cell]:
 
 
 def format_value(value: float) -> str:
-    """*value* to three significant digits, with thousands separators: ``449,000``, ``15.9``."""
+    """*value* to three significant digits, with thousands separators: ``449,000``, ``15.9``.
+
+    Small whole numbers (counts: wake-ups, rescues) are written without decimals.
+    """
+    if math.isfinite(value) and value == int(value) and abs(value) < 1000:
+        return str(int(value))
+    return _three_digits(value)
+
+
+def _three_digits(value: float) -> str:
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
     digits = 2 - math.floor(math.log10(abs(value)))
@@ -115,7 +126,7 @@ def format_ratio(value: float | None) -> str:
     """A ratio cell: ``1.23x``, ``infx``; ``-`` when there is nothing to compare."""
     if value is None:
         return "-"
-    return f"{format_value(value)}x"
+    return f"{_three_digits(value)}x"
 
 
 def notes(runs: Sequence[Run], case: str) -> str:
@@ -128,6 +139,14 @@ def notes(runs: Sequence[Run], case: str) -> str:
     return ", ".join(f"{key} {format_value(statistics.median(values))}" for key, values in extras.items())
 
 
+def ratio_to(cells: dict[tuple[str, str], Cell], case: str, peer: str) -> float | None:
+    """zmq_green's ratio to *peer* for *case*, from the medians in *cells*."""
+    ours, theirs = cells.get((case, SUBJECT)), cells.get((case, peer))
+    if ours is None or theirs is None:
+        return None
+    return ratio(ours.median, theirs.median, CASES[case].lower_is_better)
+
+
 def table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> str:
     """The results as one Markdown table: each peer's median, then zmq_green's ratio to each peer."""
     cells = summarize(runs)
@@ -138,18 +157,8 @@ def table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> st
         header.append("notes")
     rows = []
     for case in cases:
-        spec = CASES[case]
-        ours = cells.get((case, SUBJECT))
-        row = [case, spec.unit, *(format_cell(cells.get((case, peer))) for peer in peers)]
-        for peer in others:
-            theirs = cells.get((case, peer))
-            row.append(
-                format_ratio(
-                    ratio(
-                        ours.median if ours else None, theirs.median if theirs else None, spec.lower_is_better
-                    )
-                )
-            )
+        row = [case, CASES[case].unit, *(format_cell(cells.get((case, peer))) for peer in peers)]
+        row += [format_ratio(ratio_to(cells, case, peer)) for peer in others]
         if len(header) > len(row):
             row.append(case_notes[case])
         rows.append(row)
@@ -211,16 +220,14 @@ def document(opts: Options, runs: Sequence[Run], started: datetime) -> dict[str,
     cells = summarize(runs)
     summary: dict[str, dict[str, Any]] = {}
     for (case, peer), cell in cells.items():
-        ours = cells.get((case, SUBJECT))
-        vs = None
-        if peer != SUBJECT:
-            vs = ratio(ours.median if ours else None, cell.median, CASES[case].lower_is_better)
+        vs = None if peer == SUBJECT else ratio_to(cells, case, peer)
         # JSON has no infinity: an idle zmq_green that used no CPU at all is "inf" times better.
         summary.setdefault(case, {})[peer] = {**asdict(cell), "ratio": "inf" if vs == math.inf else vs}
     return {
         "date": started.isoformat(timespec="seconds"),
         "machine": machine(),
         "options": asdict(opts),
+        "peers": {peer: PEERS[peer].what for peer in opts.peers},
         "cases": {
             case: {
                 "unit": CASES[case].unit,

@@ -88,7 +88,11 @@ def _read_result(run: Run, out: str, err: str, returncode: int) -> None:
         run.failure = f"exit {returncode}"
         run.detail = (err.strip().splitlines() or [""])[-1][:300]
         return
-    result: dict[str, Any] = json.loads(lines[-1])
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except ValueError:
+        run.failure, run.detail = "bad output", lines[-1][:300]
+        return
     run.failure = result.get("failure")
     run.detail = result.get("detail", "")
     if run.failure is None:

@@ -1,0 +1,459 @@
+"""The benchmark's own logic: arguments, arithmetic, the table, the JSON record, and the
+subprocess path on a tiny scale. No timing is asserted: speed is what the command reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from zmq_green.bench import _worker as worker, main, plot
+from zmq_green.bench.cases import CASES, NotApplicable, figures
+from zmq_green.bench.options import parse_args
+from zmq_green.bench.peers import PEERS, Peer
+from zmq_green.bench.report import (
+    Cell,
+    document,
+    format_cell,
+    format_ratio,
+    format_value,
+    median,
+    ratio,
+    summarize,
+    table,
+)
+from zmq_green.bench.runner import Run, _read_result, plan, run_one
+
+SPEC_CASES = [
+    "stream-inproc",
+    "stream-tcp",
+    "stream-large",
+    "reqrep-tcp",
+    "reqrep-ipc-2proc",
+    "fanin",
+    "shared",
+    "poller",
+    "device",
+    "zmqstream",
+    "idle",
+]
+
+
+# -- arguments -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_defaults_run_every_case_for_every_peer_three_rounds() -> None:
+    opts = parse_args([])
+    assert opts.cases == tuple(SPEC_CASES)
+    assert opts.peers == ("zmq_green", "zmq.green", "threads", "raw", "asyncio", "tornado")
+    assert (opts.rounds, opts.quick, opts.json, opts.plot) == (3, False, None, None)
+    assert opts.size("stream-inproc") == CASES["stream-inproc"].size
+
+
+@pytest.mark.timeout(10)
+def test_quick_is_one_round_at_quick_sizes_unless_rounds_given() -> None:
+    quick = parse_args(["--quick"])
+    assert quick.rounds == 1
+    assert quick.timeout < parse_args([]).timeout
+    assert all(quick.size(case) == CASES[case].quick_size for case in CASES)
+    assert all(CASES[case].quick_size < CASES[case].size for case in CASES)
+    assert parse_args(["--quick", "--rounds", "2"]).rounds == 2
+
+
+@pytest.mark.timeout(10)
+def test_cases_peers_scale_and_files() -> None:
+    opts = parse_args(
+        [
+            "--cases",
+            "idle,stream-tcp",
+            "--peers",
+            "threads, zmq_green",
+            "--scale",
+            "0.001",
+            "--json",
+            "out.json",
+            "--plot",
+            "out.png",
+            "--timeout",
+            "5",
+        ]
+    )
+    assert opts.cases == ("idle", "stream-tcp")  # in the order given
+    assert opts.peers == ("threads", "zmq_green")
+    assert opts.size("stream-tcp") == round(CASES["stream-tcp"].size * 0.001)
+    assert opts.size("idle") == 1  # never scaled to nothing
+    assert (opts.json, opts.plot, opts.timeout) == ("out.json", "out.png", 5.0)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["--cases", "stream-udp"], "unknown case stream-udp"),
+        (["--peers", "zmq_green,eventlet"], "unknown peer eventlet"),
+        (["--cases", ","], "unknown case"),
+        (["--rounds", "0"], "must be positive"),
+        (["--scale", "-1"], "must be positive"),
+    ],
+)
+def test_bad_arguments_exit_2_and_say_why(argv: list[str], complaint: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert complaint in capsys.readouterr().err
+
+
+@pytest.mark.timeout(10)
+def test_peer_order_alternates_by_round() -> None:
+    opts = parse_args(["--cases", "idle,fanin", "--peers", "zmq_green,threads,raw", "--rounds", "3"])
+    steps = list(plan(opts))
+    assert len(steps) == 3 * 2 * 3
+    by_round = [[(case, peer) for r, case, peer in steps if r == i] for i in range(3)]
+    forward = [
+        ("idle", "zmq_green"),
+        ("idle", "threads"),
+        ("idle", "raw"),
+        ("fanin", "zmq_green"),
+        ("fanin", "threads"),
+        ("fanin", "raw"),
+    ]
+    backward = [
+        ("idle", "raw"),
+        ("idle", "threads"),
+        ("idle", "zmq_green"),
+        ("fanin", "raw"),
+        ("fanin", "threads"),
+        ("fanin", "zmq_green"),
+    ]
+    assert by_round == [forward, backward, forward]
+
+
+# -- peers and cases -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_every_case_has_a_zmq_green_body_and_every_gap_a_reason() -> None:
+    assert list(CASES) == SPEC_CASES
+    assert set(PEERS["zmq_green"].bodies) == set(CASES)
+    for peer in PEERS.values():
+        assert set(peer.bodies) <= set(CASES), peer.name
+        for case in CASES:
+            reason = peer.unavailable(case)
+            assert (reason is None) == (case in peer.bodies)
+            assert reason is None or reason.strip()
+    assert PEERS["threads"].unavailable("shared") == "not thread-safe"
+    assert set(PEERS["tornado"].bodies) == {"zmqstream"}
+    assert set(PEERS["raw"].bodies) == {"stream-inproc", "stream-tcp", "stream-large", "shared"}
+
+
+def _fake_peer(monkeypatch: Any, body: Any) -> None:
+    monkeypatch.setitem(PEERS, "fake", Peer("fake", "a peer for tests", {"idle": body}))
+
+
+@pytest.mark.timeout(10)
+def test_worker_reports_figures_failures_and_missing_features(monkeypatch: Any) -> None:
+    def works(n: int) -> dict[str, Any]:
+        return figures(n * 2.0, **{"wake-ups": 0})
+
+    def missing(n: int) -> dict[str, Any]:
+        raise NotApplicable("needs tornado")
+
+    def broken(n: int) -> dict[str, Any]:
+        raise AssertionError("Only one greenlet can be waiting on this event")
+
+    _fake_peer(monkeypatch, works)
+    assert worker.measure("idle", "fake", 21) == {"value": 42.0, "extra": {"wake-ups": 0}}
+    assert worker.measure("fanin", "fake", 21) == {"failure": "n/a: not measured"}
+    _fake_peer(monkeypatch, missing)
+    assert worker.measure("idle", "fake", 1) == {"failure": "n/a: needs tornado"}
+    _fake_peer(monkeypatch, broken)
+    assert worker.measure("idle", "fake", 1) == {
+        "failure": "AssertionError",
+        "detail": "Only one greenlet can be waiting on this event",
+    }
+
+
+@pytest.mark.timeout(10)
+def test_a_worker_that_dies_without_a_result_shows_its_exit_status() -> None:
+    crashed = Run("device", "zmq.green", 0)
+    _read_result(crashed, "", "Fatal Python error: Segmentation fault\n", -11)
+    assert (crashed.failure, crashed.detail, crashed.value) == (
+        "exit -11",
+        "Fatal Python error: Segmentation fault",
+        None,
+    )
+    garbled = Run("device", "zmq.green", 0)
+    _read_result(garbled, '{"value": 1', "", 0)
+    assert garbled.failure == "bad output"
+    fine = Run("device", "zmq_green", 0)
+    _read_result(fine, 'noise\n{"value": 5.0, "extra": {"rescues": 0}}\n', "", 0)
+    assert (fine.failure, fine.value, fine.extra) == (None, 5.0, {"rescues": 0.0})
+
+
+# -- arithmetic ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_median() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert median([7.0]) == 7.0
+    assert median([]) is None
+
+
+@pytest.mark.timeout(10)
+def test_ratio_says_how_many_times_better_zmq_green_is() -> None:
+    assert ratio(300.0, 100.0) == 3.0
+    assert ratio(50.0, 100.0) == 0.5
+    # Lower is better (CPU seconds): the peer's figure over ours.
+    assert ratio(0.01, 0.04, lower_is_better=True) == 4.0
+    assert ratio(0.0, 0.04, lower_is_better=True) == math.inf
+    assert ratio(0.0, 0.0, lower_is_better=True) is None
+    assert ratio(None, 100.0) is None
+    assert ratio(100.0, None) is None
+
+
+@pytest.mark.timeout(10)
+def test_summarize_takes_the_median_of_the_rounds_that_gave_a_figure() -> None:
+    runs = [
+        Run("stream-tcp", "zmq_green", 0, value=30.0),
+        Run("stream-tcp", "zmq_green", 1, value=10.0),
+        Run("stream-tcp", "zmq_green", 2, value=20.0),
+        Run("stream-tcp", "zmq.green", 0, failure="timeout"),
+        Run("stream-tcp", "zmq.green", 1, value=5.0),
+        Run("stream-tcp", "zmq.green", 2, failure="timeout"),
+        Run("shared", "zmq.green", 0, failure="AssertionError"),
+    ]
+    cells = summarize(runs)
+    assert cells["stream-tcp", "zmq_green"] == Cell(20.0, 3, 3, None)
+    assert cells["stream-tcp", "zmq.green"] == Cell(5.0, 1, 3, "timeout")
+    assert cells["shared", "zmq.green"] == Cell(None, 0, 1, "AssertionError")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (449_123.0, "449,000"),
+        (1_534_000.0, "1,530,000"),
+        (6_412.0, "6,410"),
+        (999.7, "1,000"),
+        (15.93, "15.9"),
+        (2.0, "2"),
+        (2.5, "2.50"),
+        (0.000406605, "0.000407"),
+        (0.0, "0"),
+        (math.inf, "inf"),
+    ],
+)
+def test_values_have_three_significant_digits(value: float, text: str) -> None:
+    assert format_value(value) == text
+
+
+@pytest.mark.timeout(10)
+def test_cells_are_never_blank() -> None:
+    assert format_cell(Cell(449_000.0, 3, 3, None)) == "449,000"
+    assert format_cell(Cell(5.5, 1, 3, "timeout")) == "5.50 (1/3)"
+    assert format_cell(Cell(None, 0, 3, "AssertionError")) == "AssertionError"
+    assert format_cell(Cell(None, 0, 1, "n/a: needs tornado")) == "n/a: needs tornado"
+    assert format_cell(None) == "not run"
+    assert format_ratio(None) == "-"
+    assert format_ratio(6.4912) == "6.49x"
+    assert format_ratio(math.inf) == "infx"
+
+
+# -- the table -------------------------------------------------------------------------
+
+
+def _sample_runs() -> list[Run]:
+    return [
+        Run("stream-inproc", "zmq_green", 0, value=400_000.0),
+        Run("stream-inproc", "zmq.green", 0, value=50_000.0),
+        Run("stream-inproc", "tornado", 0, failure="n/a: zmqstream only"),
+        Run("shared", "zmq_green", 0, value=300_000.0, extra={"shared/1 sender": 0.75}),
+        Run("shared", "zmq.green", 0, failure="AssertionError", detail="Only one greenlet..."),
+        Run("shared", "tornado", 0, failure="n/a: zmqstream only"),
+        Run("idle", "zmq_green", 0, value=0.01, extra={"wake-ups": 0.0, "rescues": 0.0}),
+        Run("idle", "zmq.green", 0, value=0.04),
+        Run("idle", "tornado", 0, failure="timeout", detail="killed after 20 s"),
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_table_shows_medians_failures_ratios_and_notes() -> None:
+    text = table(["stream-inproc", "shared", "idle"], ["zmq_green", "zmq.green", "tornado"], _sample_runs())
+    lines = text.splitlines()
+    assert len(lines) == 2 + 3
+    assert len({len(line) for line in lines}) == 1, "columns are aligned"
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    assert rows[0] == [
+        "case",
+        "unit",
+        "zmq_green",
+        "zmq.green",
+        "tornado",
+        "vs zmq.green",
+        "vs tornado",
+        "notes",
+    ]
+    assert all(set(cell) == {"-"} for cell in rows[1])
+    assert rows[2] == ["stream-inproc", "msg/s", "400,000", "50,000", "n/a: zmqstream only", "8.00x", "-", ""]
+    assert rows[3] == [
+        "shared",
+        "msg/s",
+        "300,000",
+        "AssertionError",
+        "n/a: zmqstream only",
+        "-",
+        "-",
+        "shared/1 sender 0.750",
+    ]
+    # idle: lower is better, so zmq_green using a quarter of the CPU is 4x better.
+    assert rows[4] == [
+        "idle",
+        "CPU s/5 s",
+        "0.0100",
+        "0.0400",
+        "timeout",
+        "4.00x",
+        "-",
+        "wake-ups 0, rescues 0",
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_table_without_zmq_green_has_no_ratios_and_no_empty_notes() -> None:
+    runs = [Run("fanin", "threads", 0, value=1000.0), Run("fanin", "asyncio", 0, value=900.0)]
+    header = table(["fanin"], ["threads", "asyncio"], runs).splitlines()[0]
+    assert [cell.strip() for cell in header.strip("|").split("|")] == ["case", "unit", "threads", "asyncio"]
+
+
+# -- the JSON record -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_json_record_has_every_run_the_versions_and_the_cpu() -> None:
+    opts = parse_args(["--cases", "stream-inproc,shared,idle", "--peers", "zmq_green,zmq.green,tornado"])
+    runs = _sample_runs()
+    doc = document(opts, runs, datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc))
+    text = json.dumps(doc, allow_nan=False)  # strict JSON, even for an infinite ratio
+    doc = json.loads(text)
+    assert set(doc) == {"date", "machine", "options", "peers", "cases", "runs", "summary"}
+    assert list(doc["peers"]) == ["zmq_green", "zmq.green", "tornado"]
+    assert doc["date"] == "2026-11-25T12:00:00+00:00"
+    for key in ("python", "pyzmq", "libzmq", "gevent", "zmq_green", "cpu", "cpus"):
+        assert doc["machine"][key], key
+    assert doc["options"]["peers"] == ["zmq_green", "zmq.green", "tornado"]
+    assert doc["cases"]["idle"] == {
+        "unit": "CPU s/5 s",
+        "what": CASES["idle"].what,
+        "lower_is_better": True,
+        "size": 5,
+    }
+    assert len(doc["runs"]) == len(runs)
+    assert doc["runs"][4] == {
+        "case": "shared",
+        "peer": "zmq.green",
+        "round": 0,
+        "value": None,
+        "extra": {},
+        "failure": "AssertionError",
+        "detail": "Only one greenlet...",
+        "seconds": 0.0,
+    }
+    assert doc["summary"]["stream-inproc"]["zmq.green"] == {
+        "median": 50_000.0,
+        "ok": 1,
+        "rounds": 1,
+        "failure": None,
+        "ratio": 8.0,
+    }
+    assert doc["summary"]["idle"]["zmq_green"]["ratio"] is None
+    assert doc["summary"]["idle"]["tornado"]["failure"] == "timeout"
+
+
+@pytest.mark.timeout(10)
+def test_infinite_ratio_is_written_as_a_string() -> None:
+    opts = parse_args(["--cases", "idle", "--peers", "zmq_green,threads"])
+    runs = [Run("idle", "zmq_green", 0, value=0.0), Run("idle", "threads", 0, value=0.002)]
+    doc = json.loads(json.dumps(document(opts, runs, datetime.now(timezone.utc)), allow_nan=False))
+    assert doc["summary"]["idle"]["threads"]["ratio"] == "inf"
+
+
+# -- plot ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_plot_without_matplotlib_fails_clearly_before_running_anything(
+    monkeypatch: Any, capsys: Any, tmp_path: Any
+) -> None:
+    monkeypatch.setattr(plot, "available", lambda: False)
+    started = []
+    monkeypatch.setattr("zmq_green.bench.run_all", lambda *a: started.append(a) or [])
+    assert main(["--cases", "idle", "--plot", str(tmp_path / "r.png")]) == 2
+    assert started == []
+    assert "pip install 'zmq_green[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.timeout(60)
+def test_plot_draws_a_png(tmp_path: Any) -> None:
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "ratios.png"
+    plot.plot(
+        str(path), ["stream-inproc", "shared", "idle"], ["zmq_green", "zmq.green", "tornado"], _sample_runs()
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- through real worker processes -----------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_tiny_run_of_two_cases_through_worker_processes(tmp_path: Any, capsys: Any) -> None:
+    out = tmp_path / "out.json"
+    argv = [
+        "--cases",
+        "stream-inproc,reqrep-tcp",
+        "--peers",
+        "zmq_green,threads,raw",
+        "--rounds",
+        "2",
+        "--scale",
+        "0.002",
+        "--timeout",
+        "50",
+        "--json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(out.read_text())
+    runs = {(r["case"], r["peer"], r["round"]): r for r in doc["runs"]}
+    assert len(runs) == 2 * 3 * 2
+    for (case, peer, _), run in runs.items():
+        if (case, peer) == ("reqrep-tcp", "raw"):
+            assert run["failure"] == "n/a: no one-thread form"
+        else:
+            assert run["failure"] is None, run
+            assert run["value"] > 0
+    rows = {line.split("|")[1].strip(): line for line in captured.out.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"case", "stream-inproc", "reqrep-tcp"}
+    assert "n/a: no one-thread form" in rows["reqrep-tcp"]
+    # Progress went to stderr, one line per run, as the runs ended.
+    assert sum("round " in line for line in captured.err.splitlines()) == 12
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_worker_is_killed_and_reported_as_timeout() -> None:
+    # pyzmq's zmq.green runs tornado's IOLoop, which blocks the gevent hub: the client never runs.
+    pytest.importorskip("tornado")
+    run = run_one("zmqstream", "zmq.green", 10, timeout=3.0)
+    assert run.failure == "timeout"
+    assert run.value is None
+    assert 3.0 <= run.seconds < 30.0

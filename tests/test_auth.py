@@ -63,7 +63,12 @@ def handshake(ctx: Any, server_options: dict[str, Any], client_options: dict[str
                 setattr(sock, name, value)
         server.bind("tcp://127.0.0.1:*")
         client.connect(server.last_endpoint)
-        client.send(b"hello")
+        try:
+            # Queued on the pipe that connect() made, unless an authenticator running
+            # in another thread has already refused the handshake and dropped it.
+            client.send(b"hello", zmq.DONTWAIT)
+        except zmq.Again:
+            pass
         monitor.rcvtimeo = 20_000
         event = recv_monitor_message(monitor)
         succeeded = event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -329,3 +334,24 @@ def test_green_cases_under_patch_all() -> None:
     collected = int(proc.stdout.split("collected ", 1)[1].split()[0])
     assert collected > 10
     assert f"{collected} passed" in proc.stdout
+
+
+@pytest.mark.timeout(30)
+def test_green_malformed_requests_do_not_stop_serving(
+    green_auth: GreenAuthenticator, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = green_auth.context.socket(zmq.DEALER)
+    peer.linger = 0
+    peer.rcvtimeo = 10_000
+    peer.connect(zmq_green.auth.ZAP_ENDPOINT)
+    try:
+        peer.send_multipart([b"no delimiter"])
+        peer.send_multipart([b"", b"1.0", b"7"])  # too short: answered, not served
+        assert peer.recv_multipart() == [b"", b"1.0", b"7", b"400", b"Not enough frames", b"", b""]
+        assert "no envelope delimiter" in caplog.text
+    finally:
+        peer.close()
+    assert green_auth.is_alive()
+    green_auth.configure_curve(location=zmq_green.auth.CURVE_ALLOW_ANY)
+    client = curve_client(keys, keys.client_public, keys.client_secret)
+    assert handshake(green_auth.context, curve_server(keys), client) == ALLOWED

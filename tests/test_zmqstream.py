@@ -328,6 +328,7 @@ def test_periodic_callback(impl: Impl) -> None:
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore:Unregistering FD:UserWarning")  # pyzmq's, closing behind its back
 def test_close_callback_and_closed_state(impl: Impl) -> None:
     a, b = impl.pair(zmq.PAIR, zmq.PAIR)
     stream = impl.Stream(a, impl.loop)

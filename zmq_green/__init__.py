@@ -55,14 +55,14 @@ from ._waiting import reset_stats, stats
 from .context import Context
 from .device import (
     device as device,
-    proxy as proxy,  # type: ignore[assignment]
-    proxy_steerable as proxy_steerable,  # type: ignore[assignment]
+    proxy as proxy,
+    proxy_steerable as proxy_steerable,
 )
 from .poll import Poller as Poller, select as select
 from .socket import Socket
 
-SyncSocket = Socket  # type: ignore[misc]
-SyncContext = Context  # type: ignore[misc]
+SyncSocket = Socket
+SyncContext = Context
 
 __all__: list[str] = [*_zmq.__all__, "green_version", "stats", "reset_stats"]
 

@@ -13,6 +13,8 @@ from .socket import Socket
 __all__ = ["Context", "run_off_thread"]
 
 _T = TypeVar("_T")
+# pyzmq's own term, bound now: once zmq_green.monkey has patched zmq, zmq.Context is ours.
+_native_term = zmq.Context.term
 
 
 def run_off_thread(func: Callable[..., _T], *args: Any) -> _T:
@@ -28,7 +30,10 @@ def run_off_thread(func: Callable[..., _T], *args: Any) -> _T:
     return hub.threadpool.spawn(func, *args).get()  # type: ignore[no-any-return]
 
 
-class Context(zmq.Context[Socket]):
+_Socket_co = TypeVar("_Socket_co", bound=Socket[Any], covariant=True)
+
+
+class Context(zmq.Context[_Socket_co]):
     """Green version of :class:`zmq.Context`.
 
     Its sockets are :class:`zmq_green.Socket`. :meth:`term` and :meth:`destroy`
@@ -38,7 +43,7 @@ class Context(zmq.Context[Socket]):
     :meth:`instance` is a green singleton, separate from ``zmq.Context.instance()``.
     """
 
-    _socket_class = Socket
+    _socket_class: type[_Socket_co] = Socket  # type: ignore[assignment]
     _repr_cls = "zmq_green.Context"
     # A singleton of our own, never zmq.Context's.
     _instance: Any = None
@@ -54,9 +59,9 @@ class Context(zmq.Context[Socket]):
         """
         if self._in_del:
             # From a finalizer: switching greenlets here is not safe.
-            super().term()
+            _native_term(self)
             return
-        run_off_thread(zmq.Context.term, self)
+        run_off_thread(_native_term, self)
 
     def __del__(self) -> None:
         self._in_del = True

@@ -239,6 +239,9 @@ def proxy_steerable(
     libzmq's speed; see :func:`zmq.proxy_steerable`. Killing the calling greenlet,
     or a :class:`gevent.Timeout` around the call, terminates the proxy within
     milliseconds and leaves its sockets closable and their context terminable.
+    (libzmq's proxy reads commands between bursts of messages: while it is blocked
+    sending to a peer at its high-water mark, it stops only when the peer reads or
+    the context is terminated; the killed greenlet waits for that.)
 
     Parameters
     ----------

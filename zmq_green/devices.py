@@ -17,9 +17,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 import zmq
-from zmq.devices import Device as _Device
-from zmq.devices import ProcessDevice as _ProcessDevice
-from zmq.devices import ThreadDevice as _ThreadDevice
+from zmq.devices import Device as _Device, ProcessDevice as _ProcessDevice, ThreadDevice as _ThreadDevice
 from zmq.devices.monitoredqueuedevice import MonitoredQueueBase
 from zmq.devices.proxydevice import ProxyBase
 from zmq.devices.proxysteerabledevice import ProxySteerableBase

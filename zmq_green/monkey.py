@@ -51,6 +51,7 @@ import zmq
 import zmq.sugar
 
 import zmq_green
+from zmq_green.socket import Socket as _GreenSocket
 
 __all__ = ["GREEN_NAMES", "NativeSocketWarning", "is_patched", "main", "patch", "unpatch"]
 
@@ -88,8 +89,7 @@ class _GreenAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``zmq.green.<name>`` as the module ``zmq_green.<name>`` itself.
 
     Aliasing lazily keeps :func:`patch` from importing what the program may never
-    use (``zmq_green.eventloop`` needs tornado) and never loads a second copy of a
-    module under another name.
+    use, and never loads a second copy of a module under another name.
     """
 
     def __init__(self) -> None:
@@ -164,13 +164,7 @@ def patch() -> None:
             if hasattr(namespace, name):
                 _replace(namespace, name, getattr(zmq_green, name))
     _replace(zmq, "green", zmq_green)
-    _saved_modules = {
-        name: module
-        for name, module in sys.modules.items()
-        if name == "zmq.green" or name.startswith(_ALIAS_PREFIX)
-    }
-    for name in _saved_modules:
-        del sys.modules[name]
+    _saved_modules = {name: sys.modules.pop(name) for name in _zmq_green_entries()}
     sys.modules["zmq.green"] = zmq_green
     # Submodules already imported are aliased now; the others when imported.
     for name, module in list(sys.modules.items()):
@@ -189,7 +183,7 @@ def unpatch() -> None:
         return
     if _finder in sys.meta_path:
         sys.meta_path.remove(_finder)
-    for name in [n for n in sys.modules if n == "zmq.green" or n.startswith(_ALIAS_PREFIX)]:
+    for name in _zmq_green_entries():
         del sys.modules[name]
     sys.modules.update(_saved_modules)
     _saved_modules = None
@@ -199,6 +193,11 @@ def unpatch() -> None:
             delattr(namespace, name)
         else:
             setattr(namespace, name, value)
+
+
+def _zmq_green_entries() -> list[str]:
+    """The names ``zmq.green`` and ``zmq.green.*`` in ``sys.modules``."""
+    return [name for name in sys.modules if name == "zmq.green" or name.startswith(_ALIAS_PREFIX)]
 
 
 def _replace(namespace: Any, name: str, value: Any) -> None:
@@ -218,7 +217,7 @@ def _warn_native_sockets() -> None:
     context = zmq.sugar.context.Context._instance
     if context is None or context.closed:
         return
-    native = [s for s in list(context._sockets or ()) if not s.closed and not isinstance(s, zmq_green.Socket)]
+    native = [s for s in list(context._sockets or ()) if not s.closed and not isinstance(s, _GreenSocket)]
     if native:
         warnings.warn(
             f"{len(native)} zmq socket(s) of zmq.Context.instance() were made before "

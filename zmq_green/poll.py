@@ -25,6 +25,8 @@ from ._waiting import (
 __all__ = ["Poller", "select"]
 
 _POLLERR = int(zmq.POLLERR)
+# pyzmq's own class, bound now: once zmq_green.monkey has patched zmq, zmq.Socket is ours.
+_ZmqSocket = zmq.Socket
 
 
 class Poller(zmq.Poller):
@@ -68,8 +70,8 @@ class Poller(zmq.Poller):
     def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
         """The registrations split into (zmq socket waits, flags) and (fd or object, flags)."""
         if self._split is None:
-            zsocks = [(waits_of(s), int(f)) for s, f in self.sockets if isinstance(s, zmq.Socket)]
-            fds = [(s, int(f)) for s, f in self.sockets if not isinstance(s, zmq.Socket)]
+            zsocks = [(waits_of(s), int(f)) for s, f in self.sockets if isinstance(s, _ZmqSocket)]
+            fds = [(s, int(f)) for s, f in self.sockets if not isinstance(s, _ZmqSocket)]
             self._split = (zsocks, fds)
         return self._split
 

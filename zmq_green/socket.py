@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import zmq
 from zmq.backend import Socket as _RawSocket
@@ -29,7 +29,10 @@ _Again = zmq.Again
 _ZMQError = zmq.ZMQError
 
 
-class Socket(zmq.Socket):  # type: ignore[type-arg]
+_Recv_co = TypeVar("_Recv_co", covariant=True)
+
+
+class Socket(zmq.Socket[_Recv_co]):
     """Green version of :class:`zmq.Socket`.
 
     Every call that would block the thread in pyzmq (``send``, ``recv``,
@@ -55,7 +58,7 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
     _repr_cls = "zmq_green.Socket"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[misc]
         waits_of(self)
 
     def close(self, linger: int | None = None) -> None:
@@ -244,12 +247,12 @@ class Socket(zmq.Socket):  # type: ignore[type-arg]
     _poller_class = Poller
 
 
-def _recv_into_dontwait(socket: Socket, buffer: Any, nbytes: int, flags: int) -> int:
+def _recv_into_dontwait(socket: Socket[Any], buffer: Any, nbytes: int, flags: int) -> int:
     return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
 
 
 def _draft_frame(
-    socket: Socket, data: Any, copy: bool, track: bool, routing_id: int | None, group: str | None
+    socket: Socket[Any], data: Any, copy: bool, track: bool, routing_id: int | None, group: str | None
 ) -> zmq.Frame:
     """A Frame carrying a DRAFT routing id (SERVER) or group (RADIO), as pyzmq builds it."""
     if not isinstance(data, zmq.Frame):

@@ -1,16 +1,17 @@
 """Hundreds of greenlets share sockets while a chaos greenlet kills and times them out.
 
-Each scenario runs one pattern (PUSH/PULL, DEALER/ROUTER, REQ/REP) over one
-transport with random high-water marks from 1 to 20. Workers loop on their
-sockets; some of their calls run under a short ``gevent.Timeout``; a chaos
-greenlet kills a random worker every few milliseconds and a fresh one takes its
-place. After a bounded time the senders stop, everything in flight is drained,
+Each scenario runs one pattern (PUSH/PULL, PUSH/PULL through a green proxy,
+DEALER/ROUTER, REQ/REP) over one transport with random high-water marks from 1
+to 20. Workers loop on their sockets; some of their calls run under a short
+``gevent.Timeout``; a chaos greenlet kills a random worker (or the proxy) every
+few milliseconds and a fresh one takes its place. After a bounded time the senders stop, everything in flight is drained,
 the sockets are closed under the waiters still blocked on them, and the context
 is terminated. Then:
 
 * every message whose send returned was received exactly once, where the pattern
-  guarantees delivery (PUSH/PULL; DEALER/ROUTER with ``ROUTER_MANDATORY`` both
-  ways; requests of REQ/REP, and each reply reaches the request it answers);
+  guarantees delivery (PUSH/PULL, with or without the proxy; DEALER/ROUTER with
+  ``ROUTER_MANDATORY`` both ways; requests of REQ/REP, and each reply reaches the
+  request it answers);
 * no greenlet hangs: all of them end once their socket is closed;
 * no wake-up was missed, and fds and hub watchers are back to their starting
   count (the ``resources`` fixture).

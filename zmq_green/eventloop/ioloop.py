@@ -358,7 +358,6 @@ class IOLoop:
         previous = getattr(_thread_state, "loop", None)
         _thread_state.loop = self
         callbacks = self._callbacks
-        handlers = self._handlers
         poll = self._poller.poll
         pause = Entry(get_hub(), 0)
         try:
@@ -390,17 +389,8 @@ class IOLoop:
                     ready = self._failed_sockets()
                 finally:
                     self._polling = False
-                for key, events in ready:
-                    handler = handlers.get(key)
-                    # A handler earlier in this batch may have removed or changed it.
-                    if handler is None:
-                        continue
-                    events &= handler.events | _ERROR
-                    if events:
-                        try:
-                            handler.callback(handler.fileobj, events)
-                        except Exception:
-                            _log_exception("handler", handler.callback)
+                if self._dispatch(ready):
+                    self._dispatch(self._failed_sockets())
                 if _stats["waits"] == passes:
                     # Nothing in this iteration waited in the hub: let the other
                     # greenlets (and the hub's I/O) run before the next one.
@@ -409,6 +399,28 @@ class IOLoop:
             self._running = False
             self._stopping = False
             _thread_state.loop = previous
+
+    def _dispatch(self, ready: list[tuple[Any, int]]) -> bool:
+        """Call the handlers of what the poll found ready.
+
+        Returns True if the poll reported something never registered: pyzmq's poll
+        reports a closed zmq socket as fd 0.
+        """
+        handlers = self._handlers
+        unknown = False
+        for key, events in ready:
+            handler = handlers.get(key)
+            if handler is None:
+                # Removed by a handler earlier in this batch, or not ours at all.
+                unknown = unknown or key not in self._registered
+                continue
+            events &= handler.events | _ERROR
+            if events:
+                try:
+                    handler.callback(handler.fileobj, events)
+                except Exception:
+                    _log_exception("handler", handler.callback)
+        return unknown
 
     def _run_timers(self) -> None:
         timers = self._timers
@@ -429,7 +441,7 @@ class IOLoop:
                     _log_exception("timeout", callback)
 
     def _failed_sockets(self) -> list[tuple[Any, int]]:
-        """The poll failed (a socket closed under it, or its context terminated).
+        """The poll failed or made no sense: a socket was closed, or its context terminated.
 
         Take the failing zmq sockets out of the poller and report them as
         :attr:`ERROR` to their handlers, which may close them or register them again.

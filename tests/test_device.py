@@ -1,0 +1,375 @@
+"""Green device, proxy and proxy_steerable: libzmq's proxy off the hub, stoppable by kill."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from typing import Any, Callable
+
+import gevent
+import pytest
+import zmq
+import zmq.green
+from conftest import pair
+
+import zmq_green
+from zmq_green._waiting import waits_of
+
+# -- helpers -------------------------------------------------------------------
+
+
+def outcome(func: Callable[..., Any], *args: Any) -> Any:
+    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
+    try:
+        return func(*args)
+    except BaseException as e:
+        return e
+
+
+class Background:
+    """``func(*args)`` beside the test: a greenlet for zmq_green, a thread for pyzmq,
+    whose proxy blocks the thread that calls it."""
+
+    def __init__(self, mod: Any, func: Callable[..., Any], *args: Any) -> None:
+        self._green = mod is zmq_green
+        if self._green:
+            self._greenlet = gevent.spawn(outcome, func, *args)
+        else:
+            self._result: list[Any] = []
+            self._thread = threading.Thread(target=lambda: self._result.append(outcome(func, *args)), daemon=True)
+            self._thread.start()
+
+    def result(self, timeout: float = 5.0) -> Any:
+        if self._green:
+            return self._greenlet.get(timeout=timeout)
+        self._thread.join(timeout)
+        assert self._result, "still running"
+        return self._result[0]
+
+
+def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        gevent.sleep(0.001)
+
+
+def control_pair(ctx: Any, control_type: int = zmq.PAIR) -> tuple[Any, Any]:
+    """(the proxy's control socket, the test's end of it)."""
+    peer_type = zmq.REQ if control_type == zmq.REP else zmq.PAIR
+    return pair(ctx, control_type, peer_type)
+
+
+def statistics(control_peer: Any) -> list[int]:
+    control_peer.send(b"STATISTICS")
+    return [struct.unpack("<Q", frame)[0] for frame in control_peer.recv_multipart()]
+
+
+def stream(ctx: Any) -> tuple[Any, Any, Any, Any]:
+    """(frontend PULL, backend PUSH, producer PUSH, consumer PULL), connected."""
+    frontend, producer = pair(ctx, zmq.PULL, zmq.PUSH)
+    backend, consumer = pair(ctx, zmq.PUSH, zmq.PULL)
+    return frontend, backend, producer, consumer
+
+
+# -- blocking only the caller ----------------------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_proxy_blocks_only_the_calling_greenlet_where_zmq_green_freezes_the_hub() -> None:
+    for module, frozen in ((zmq.green, True), (zmq_green, False)):
+        ctx = module.Context()
+        try:
+            frontend, backend, _, _ = stream(ctx)
+            control = ctx.socket(zmq.PAIR)
+            control.linger = 0
+            control.bind("tcp://127.0.0.1:*")
+            endpoint = control.last_endpoint
+            ticks = 0
+
+            def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    gevent.sleep(0.005)
+                    ticks += 1
+
+            def terminate_from_a_thread(endpoint: str = endpoint) -> None:
+                # A real thread with a context of its own: it runs even when the hub cannot.
+                with zmq.Context() as native, native.socket(zmq.PAIR) as peer:
+                    peer.linger = 1000
+                    peer.connect(endpoint)
+                    peer.send(b"TERMINATE")
+
+            def terminate_from_a_greenlet(ctx: Any = ctx, endpoint: str = endpoint) -> None:
+                until(lambda: ticks >= 10)  # the hub keeps running while the proxy does
+                peer = ctx.socket(zmq.PAIR)
+                peer.linger = 1000
+                peer.connect(endpoint)
+                peer.send(b"TERMINATE")
+
+            ticking = gevent.spawn(ticker)
+            rescue = threading.Timer(1.0, terminate_from_a_thread)
+            if frozen:
+                rescue.start()
+            else:
+                gevent.spawn(terminate_from_a_greenlet)
+            assert module.proxy_steerable(frontend, backend, None, control) == 0
+            seen = ticks
+            ticking.kill()
+            if frozen:
+                rescue.join()
+        finally:
+            ctx.destroy(linger=0)
+        if frozen:
+            assert seen == 0, "zmq.green's proxy was expected to block the whole process"
+        else:
+            assert seen >= 10
+
+
+@pytest.mark.timeout(10)
+def test_proxy_queue_moves_requests_and_replies(ctx: zmq_green.Context, no_rescues: None) -> None:
+    frontend, client = pair(ctx, zmq.ROUTER, zmq.REQ)
+    backend, worker = pair(ctx, zmq.DEALER, zmq.REP)
+    running = gevent.spawn(outcome, zmq_green.proxy, frontend, backend)
+
+    def serve() -> None:
+        for _ in range(20):
+            worker.send(worker.recv().upper())
+
+    serving = gevent.spawn(serve)
+    for i in range(20):
+        client.send(b"req %d" % i)
+        assert client.recv() == b"REQ %d" % i
+    serving.get(timeout=5)
+    running.kill()
+    assert isinstance(running.value, gevent.GreenletExit)
+
+
+@pytest.mark.timeout(10)
+def test_device_with_one_socket_on_both_sides_echoes_as_in_pyzmq(mod: Any) -> None:
+    ctx = mod.Context()
+    rep, req = pair(ctx, zmq.REP, zmq.REQ)
+
+    def run() -> Any:
+        try:
+            return mod.device(zmq.QUEUE, rep, rep)
+        finally:
+            rep.close()
+
+    running = Background(mod, run)
+    for msg in (b"hello", b"again"):
+        req.send(msg)
+        assert req.recv() == msg
+    req.close()
+    ctx.term()  # green in zmq_green: the proxy greenlet gets ETERM meanwhile
+    assert isinstance(running.result(), zmq.ContextTerminated)
+
+
+@pytest.mark.timeout(10)
+def test_context_term_ends_the_proxy_with_eterm_as_in_pyzmq(mod: Any) -> None:
+    ctx = mod.Context()
+    frontend, backend, producer, consumer = stream(ctx)
+
+    def run() -> Any:
+        try:
+            return mod.proxy(frontend, backend)
+        finally:
+            frontend.close()
+            backend.close()
+
+    running = Background(mod, run)
+    producer.send(b"m")
+    assert consumer.recv() == b"m"
+    producer.close()
+    consumer.close()
+    ctx.term()
+    error = running.result()
+    assert isinstance(error, zmq.ContextTerminated) and error.errno == zmq.ETERM
+
+
+# -- capture and control ---------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_capture_gets_a_copy_of_every_message_as_in_pyzmq(mod: Any, mod_ctx: Any) -> None:
+    frontend, backend, producer, consumer = stream(mod_ctx)
+    capture, captured = pair(mod_ctx, zmq.PUSH, zmq.PULL)
+    control, peer = control_pair(mod_ctx)
+    running = Background(mod, mod.proxy_steerable, frontend, backend, capture, control)
+    sent = [[b"one"], [b"two", b"parts"], [b"three", b"", b"frames"]]
+    for msg in sent:
+        producer.send_multipart(msg)
+    assert [consumer.recv_multipart() for _ in sent] == sent
+    assert [captured.recv_multipart() for _ in sent] == sent
+    peer.send(b"TERMINATE")
+    assert running.result() == 0
+    assert captured.poll(50) == 0, "TERMINATE itself is not captured"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("control_type", [zmq.PAIR, zmq.REP], ids=["PAIR", "REP"])
+def test_terminate_ends_the_proxy_with_0_as_in_pyzmq(mod: Any, mod_ctx: Any, control_type: int) -> None:
+    frontend, backend, producer, consumer = stream(mod_ctx)
+    control, peer = control_pair(mod_ctx, control_type)
+    running = Background(mod, mod.proxy_steerable, frontend, backend, None, control)
+    producer.send(b"m")
+    assert consumer.recv() == b"m"
+    peer.send(b"TERMINATE")
+    if control_type == zmq.REP:
+        assert peer.recv() == b""
+    assert running.result() == 0
+    # The sockets are ours again.
+    producer.send(b"after")
+    assert frontend.recv() == b"after"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("control_type", [zmq.PAIR, zmq.REP], ids=["PAIR", "REP"])
+def test_statistics_answers_libzmqs_counters_as_in_pyzmq(mod: Any, mod_ctx: Any, control_type: int) -> None:
+    frontend, client = pair(mod_ctx, zmq.ROUTER, zmq.DEALER)
+    backend, worker = pair(mod_ctx, zmq.DEALER, zmq.DEALER)
+    control, peer = control_pair(mod_ctx, control_type)
+    running = Background(mod, mod.proxy_steerable, frontend, backend, None, control)
+    assert statistics(peer) == [0] * 8
+    client.send_multipart([b"ab", b"cde"])
+    request = worker.recv_multipart()
+    assert request[1:] == [b"ab", b"cde"]
+    worker.send_multipart([request[0], b"reply"])
+    assert client.recv_multipart() == [b"reply"]
+    size = len(request[0]) + 5  # the routing id and 5 bytes each way
+    # [frontend received, sent, backend received, sent], each as (frames, bytes)
+    assert statistics(peer) == [3, size, 2, size, 2, size, 3, size]
+    peer.send(b"TERMINATE")
+    if control_type == zmq.REP:
+        assert peer.recv() == b""
+    assert running.result() == 0
+
+
+@pytest.mark.timeout(10)
+def test_pause_holds_messages_until_resume_as_in_pyzmq(mod: Any, mod_ctx: Any) -> None:
+    frontend, backend, producer, consumer = stream(mod_ctx)
+    control, peer = control_pair(mod_ctx)
+    running = Background(mod, mod.proxy_steerable, frontend, backend, None, control)
+    peer.send(b"PAUSE")
+    statistics(peer)  # commands are handled in order: PAUSE has been
+    producer.send(b"held")
+    assert consumer.poll(200) == 0
+    peer.send(b"RESUME")
+    assert consumer.recv() == b"held"
+    peer.send(b"TERMINATE")
+    assert running.result() == 0
+
+
+@pytest.mark.timeout(10)
+def test_unknown_commands_are_ignored_as_in_pyzmq(mod: Any, mod_ctx: Any) -> None:
+    frontend, backend, producer, consumer = stream(mod_ctx)
+    control, peer = control_pair(mod_ctx)
+    running = Background(mod, mod.proxy_steerable, frontend, backend, None, control)
+    peer.send(b"NONSENSE")
+    assert len(statistics(peer)) == 8
+    producer.send(b"m")
+    assert consumer.recv() == b"m"
+    peer.send(b"TERMINATE")
+    assert running.result() == 0
+
+
+# -- stopping by kill or gevent.Timeout --------------------------------------------
+
+
+@pytest.mark.timeout(20)
+def test_device_killed_mid_stream_stops_within_100ms_and_the_context_then_terms(no_rescues: None) -> None:
+    ctx = zmq_green.Context()
+    frontend, backend, producer, consumer = stream(ctx)
+    running = gevent.spawn(outcome, zmq_green.device, zmq.STREAMER, frontend, backend)
+    received = 0
+
+    def produce() -> None:
+        while True:
+            producer.send(b"x" * 100)
+
+    def consume() -> None:
+        nonlocal received
+        while True:
+            consumer.recv()
+            received += 1
+
+    workers = [gevent.spawn(produce), gevent.spawn(consume)]
+    until(lambda: received >= 10_000)
+    start = time.monotonic()
+    running.kill()
+    stopped = time.monotonic() - start
+    assert isinstance(running.value, gevent.GreenletExit)
+    assert stopped < 0.1
+    gevent.killall(workers)
+    # The proxy has let go of its sockets: they are usable here, then closable.
+    producer.send(b"mine")
+    assert frontend.recv() == b"mine"
+    for s in (frontend, backend, producer, consumer):
+        s.close()
+    with gevent.Timeout(5):
+        ctx.term()
+
+
+@pytest.mark.timeout(10)
+def test_gevent_timeout_around_a_proxy_stops_it_and_frees_its_sockets(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    frontend, backend, producer, consumer = stream(ctx)
+    control, peer = control_pair(ctx)
+    start = time.monotonic()
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.1):
+            zmq_green.proxy_steerable(frontend, backend, None, control)
+    assert time.monotonic() - start < 0.2
+    # No greenlet is left waiting on the control socket, and nothing uses the others.
+    assert waits_of(control).count == 0
+    peer.send(b"to the test")
+    assert control.recv() == b"to the test"
+    producer.send(b"m")
+    assert frontend.recv() == b"m"
+
+
+@pytest.mark.timeout(30)
+def test_more_proxies_than_threadpool_workers_do_not_starve_context_term(no_rescues: None) -> None:
+    ctx = zmq_green.Context()
+    count = gevent.get_hub().threadpool.maxsize + 2
+    streams = [stream(ctx) for _ in range(count)]
+
+    def run(frontend: Any, backend: Any) -> Any:
+        try:
+            return zmq_green.proxy(frontend, backend)
+        finally:
+            frontend.close()
+            backend.close()
+
+    proxies = [gevent.spawn(outcome, run, f, b) for f, b, _, _ in streams]
+    for _, _, producer, consumer in streams:
+        producer.send(b"m")
+        assert consumer.recv() == b"m"
+        producer.close()
+        consumer.close()
+    with gevent.Timeout(10):
+        ctx.term()
+    assert all(isinstance(g.get(), zmq.ContextTerminated) for g in proxies)
+
+
+@pytest.mark.timeout(10)
+def test_proxy_called_where_no_hub_runs_blocks_that_thread_as_pyzmq() -> None:
+    ctx = zmq_green.Context()
+    try:
+        frontend, backend, producer, consumer = stream(ctx)
+        control, peer = control_pair(ctx)
+        result: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: result.append(zmq_green.proxy_steerable(frontend, backend, None, control))
+        )
+        thread.start()
+        producer.send(b"m")
+        assert consumer.recv() == b"m"
+        peer.send(b"TERMINATE")
+        thread.join(5)
+        assert result == [0]
+    finally:
+        ctx.destroy(linger=0)

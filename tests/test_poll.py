@@ -1,0 +1,466 @@
+"""Green Poller and select: pyzmq's results, blocking only the caller, many pollers at once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import gevent
+import pytest
+import zmq
+import zmq.green
+from conftest import pair
+
+import zmq_green
+from zmq_green._waiting import waits_of
+
+# -- helpers -------------------------------------------------------------------
+
+
+def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        gevent.sleep(0.001)
+
+
+def waits() -> int:
+    return zmq_green.stats()["waits"]
+
+
+def outcome(func: Callable[..., Any], *args: Any) -> Any:
+    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
+    try:
+        return func(*args)
+    except BaseException as e:
+        return e
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Ticker:
+    """A greenlet counting how often it ran, to show the hub kept running."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.ticks = 0
+        self._interval = interval
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self._interval)
+            self.ticks += 1
+
+    def stop(self) -> int:
+        self._greenlet.kill()
+        return self.ticks
+
+
+def named(result: list[tuple[Any, int]], names: dict[Any, str]) -> list[tuple[str, int]]:
+    """Poll results with sockets replaced by names, in a stable order."""
+    return sorted((names[s], int(events)) for s, events in result)
+
+
+# -- same results as zmq.Poller ----------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_poll_results_equal_pyzmqs_for_the_same_setups(mod: Any, mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, mod.PULL, mod.PUSH)
+    dealer, router = pair(mod_ctx, mod.DEALER, mod.ROUTER)
+    names = {pull: "pull", push: "push", dealer: "dealer", router: "router"}
+    poller = mod.Poller()
+    for s in names:
+        poller.register(s)  # default: POLLIN | POLLOUT
+    steps = [named(poller.poll(0), names)]
+    push.send(b"m")
+    until(lambda: pull.poll(0) != 0)
+    steps.append(named(poller.poll(0), names))
+    poller.modify(push, mod.POLLIN)
+    poller.register(dealer, 0)  # same as unregister
+    steps.append(named(poller.poll(0), names))
+    poller.unregister(pull)
+    steps.append(named(poller.poll(None), names))  # ready: returns at once
+    poller.modify(router, mod.POLLIN)
+    steps.append(named(poller.poll(10.5), names))  # nothing ready: float ms, then []
+    dealer.send(b"hello")
+    steps.append(named(poller.poll(-1), names))
+    assert (dealer in poller, pull in poller, push in poller, router in poller) == (False, False, True, True)
+    out, inn = int(zmq.POLLOUT), int(zmq.POLLIN)
+    assert steps == [
+        [("dealer", out), ("push", out), ("router", out)],
+        [("dealer", out), ("pull", inn), ("push", out), ("router", out)],
+        [("pull", inn), ("router", out)],
+        [("router", out)],
+        [],
+        [("router", inn)],
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_poll_results_with_raw_fds_and_fileno_objects_equal_pyzmqs(
+    mod: Any, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    a, b = socket.socketpair()
+    try:
+        poller = mod.Poller()
+        poller.register(r, mod.POLLIN)
+        poller.register(w, mod.POLLOUT)
+        poller.register(a, mod.POLLIN | mod.POLLOUT)
+        first = poller.poll(0)
+        os.write(w, b"x")
+        b.send(b"y")
+        second = poller.poll(1000)
+        fd = a.fileno()
+    finally:
+        a.close()
+        b.close()
+    # pyzmq reports an object with fileno() by its fd
+    assert first == [(w, zmq.POLLOUT), (fd, zmq.POLLOUT)]
+    assert second == [(r, zmq.POLLIN), (w, zmq.POLLOUT), (fd, zmq.POLLIN | zmq.POLLOUT)]
+
+
+@pytest.mark.timeout(10)
+def test_pollerr_on_a_pipe_whose_writer_closed_matches_pyzmq(mod: Any, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    poller = mod.Poller()
+    poller.register(r, mod.POLLERR)
+    assert poller.poll(0) == []
+    os.close(w)
+    # libzmq reports the hang-up as POLLERR
+    assert poller.poll(1000) == [(r, zmq.POLLERR)]
+
+
+@pytest.mark.timeout(10)
+def test_poll_errors_equal_pyzmqs(mod: Any, mod_ctx: Any) -> None:
+    pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
+    poller = mod.Poller()
+    poller.register(object(), mod.POLLIN)
+    with pytest.raises(TypeError):
+        poller.poll(0)
+
+    class BadFileno:
+        def fileno(self) -> int:
+            raise OSError("closed")
+
+    poller = mod.Poller()
+    poller.register(BadFileno(), mod.POLLIN)
+    with pytest.raises(ValueError):
+        poller.poll(0)
+    with pytest.raises(KeyError):
+        mod.Poller().unregister(pull)
+
+
+@pytest.mark.timeout(10)
+def test_select_results_equal_pyzmqs(mod: Any, mod_ctx: Any, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    pull, push = pair(mod_ctx, mod.PULL, mod.PUSH)
+    rlist, wlist, xlist = mod.select([pull, r], [push, w], [pull], 0)
+    assert (rlist, sorted(wlist, key=repr), xlist) == ([], sorted([push, w], key=repr), [])
+    push.send(b"m")
+    os.write(w, b"x")
+    rlist, wlist, xlist = mod.select([pull, r], [push], [pull], None)
+    assert (sorted(rlist, key=repr), wlist, xlist) == (sorted([pull, r], key=repr), [push], [])
+    assert mod.select([], [], [], 0.01) == ([], [], [])
+
+
+# -- blocking only the caller ------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("shared", [False, True], ids=["own-pollers", "one-shared-poller"])
+def test_ten_greenlets_polling_one_socket_all_wake_on_one_message(
+    ctx: zmq_green.Context, no_rescues: None, shared: bool
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    common = zmq_green.Poller()
+    common.register(pull, zmq.POLLIN)
+
+    def poll() -> Any:
+        poller = common
+        if not shared:
+            poller = zmq_green.Poller()
+            poller.register(pull, zmq.POLLIN)
+        return poller.poll(5000)
+
+    before = waits()
+    pollers = [gevent.spawn(poll) for _ in range(10)]
+    until(lambda: waits() - before >= 10)  # every one of them is blocked
+    assert not any(g.ready() for g in pollers)
+    push.send(b"one")
+    results = [g.get(timeout=5) for g in pollers]
+    assert results == [[(pull, zmq.POLLIN)]] * 10
+    assert pull.recv() == b"one"
+
+
+@pytest.mark.timeout(10)
+def test_poller_wakes_on_a_raw_pipe_fd_blocking_only_the_caller(
+    no_rescues: None, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    poller = zmq_green.Poller()
+    poller.register(r, zmq.POLLIN)
+    caller = gevent.spawn(poller.poll, 5000)
+    ticker = Ticker()
+    until(lambda: ticker.ticks >= 3)  # the hub runs while the caller waits
+    assert not caller.ready()
+    os.write(w, b"x")
+    assert caller.get(timeout=5) == [(r, zmq.POLLIN)]
+    ticker.stop()
+
+
+@pytest.mark.timeout(10)
+def test_poller_mixing_a_socket_and_a_pipe_reports_whichever_is_ready(
+    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    poller.register(r, zmq.POLLIN)
+    waiting = gevent.spawn(poller.poll, 5000)
+    until(lambda: bool(waits_of(pull).pollers))
+    os.write(w, b"x")
+    assert waiting.get(timeout=5) == [(r, zmq.POLLIN)]
+    os.read(r, 1)
+    waiting = gevent.spawn(poller.poll, 5000)
+    until(lambda: bool(waits_of(pull).pollers))
+    push.send(b"m")
+    assert waiting.get(timeout=5) == [(pull, zmq.POLLIN)]
+
+
+@pytest.mark.timeout(10)
+def test_poller_waits_for_pollout_until_the_peer_drains(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull.rcvhwm = push.sndhwm = 1
+    sent = 0
+    while push.poll(0, zmq.POLLOUT):
+        push.send(b"fill")
+        sent += 1
+    poller = zmq_green.Poller()
+    poller.register(push, zmq.POLLOUT)
+    waiting = gevent.spawn(poller.poll, 5000)
+    until(lambda: bool(waits_of(push).pollers))
+    for _ in range(sent):
+        pull.recv()
+    assert waiting.get(timeout=5) == [(push, zmq.POLLOUT)]
+
+
+@pytest.mark.timeout(10)
+def test_poller_and_a_reader_on_the_same_socket_both_see_their_messages(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    reader = gevent.spawn(pull.recv)
+    polling = gevent.spawn(poller.poll, 5000)
+    until(lambda: waits_of(pull).count == 2)
+    push.send(b"first")
+    assert reader.get(timeout=5) == b"first"
+    # The reader took the message; the poller must not miss the next one.
+    push.send(b"second")
+    assert polling.get(timeout=5) == [(pull, zmq.POLLIN)]
+    assert pull.recv() == b"second"
+
+
+@pytest.mark.timeout(10)
+def test_native_pyzmq_socket_in_a_green_poller_waits_greenly(no_rescues: None) -> None:
+    native = zmq.Context()
+    try:
+        pull, push = pair(native, zmq.PULL, zmq.PUSH)
+        poller = zmq_green.Poller()
+        poller.register(pull, zmq.POLLIN)
+        caller = gevent.spawn(poller.poll, 5000)
+        ticker = Ticker()
+        until(lambda: ticker.ticks >= 3)
+        assert not caller.ready()
+        push.send(b"m")
+        assert caller.get(timeout=5) == [(pull, zmq.POLLIN)]
+        ticker.stop()
+    finally:
+        native.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_poll_timeout_returns_empty_while_other_greenlets_run(ctx: zmq_green.Context) -> None:
+    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    ticker = Ticker()
+    start = time.monotonic()
+    assert poller.poll(150) == []
+    elapsed = time.monotonic() - start
+    assert ticker.stop() >= 3
+    assert elapsed >= 0.14
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("timeout", [None, -1, -1000])
+def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: Any) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.2):
+            poller.poll(timeout)
+    waiting = gevent.spawn(poller.poll, timeout)
+    until(lambda: bool(waits_of(pull).pollers))
+    push.send(b"m")
+    assert waiting.get(timeout=5) == [(pull, zmq.POLLIN)]
+
+
+# -- watchers: kept while registered, nothing left after kill/Timeout ---------------
+
+
+@pytest.mark.timeout(10)
+def test_registered_sockets_keep_their_watchers_between_polls(
+    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    poller.register(r, zmq.POLLIN)
+    seen = []
+    for _ in range(3):
+        waiting = gevent.spawn(poller.poll, 5000)
+        until(lambda: bool(waits_of(pull).pollers))
+        seen.append((waits_of(pull).watcher, dict(poller._fd_watchers)))
+        push.send(b"m")
+        assert waiting.get(timeout=5) == [(pull, zmq.POLLIN)]
+        pull.recv()
+    socket_watchers = {id(watcher) for watcher, _ in seen}
+    fd_watchers = {tuple(map(id, fds.values())) for _, fds in seen}
+    assert len(socket_watchers) == 1 and len(fd_watchers) == 1
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
+def test_interrupted_poll_leaves_nothing_started(
+    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int], how: str
+) -> None:
+    r, _ = pipe
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    poller.register(r, zmq.POLLIN)
+    if how == "kill":
+        waiting = gevent.spawn(poller.poll, 5000)
+        until(lambda: bool(waits_of(pull).pollers))
+        waiting.kill()
+    else:
+        with pytest.raises(gevent.Timeout):
+            with gevent.Timeout(0.05):
+                poller.poll(5000)
+    waits = waits_of(pull)
+    assert waits.pollers == [] and waits.count == 0
+    assert not waits.watcher.active
+    assert not any(watcher.active for watcher in poller._fd_watchers.values())
+    # ...and the poller still works.
+    push.send(b"m")
+    assert poller.poll(1000) == [(pull, zmq.POLLIN)]
+
+
+# -- several greenlets on one Poller with raw fds -----------------------------------
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.xfail(
+    strict=True,
+    reason="Poller shares one fd watcher between concurrent polls: the second start() "
+    "replaces the first greenlet's callback and the first to finish stops it",
+)
+def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    poller = zmq_green.Poller()
+    poller.safety_timeout = 2.0
+    poller.register(r, zmq.POLLIN)
+    start = time.monotonic()
+    polls = [gevent.spawn(poller.poll, 5000) for _ in range(2)]
+    until(lambda: waits() >= 2)
+    gevent.sleep(0.01)
+    os.write(w, b"x")
+    assert [g.get(timeout=10) for g in polls] == [[(r, zmq.POLLIN)]] * 2
+    assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.xfail(
+    strict=True,
+    reason="Poller.register closes every fd watcher, including those a blocked poll is waiting on",
+)
+def test_registering_while_another_greenlet_polls_a_pipe_does_not_lose_its_wakeup(
+    ctx: zmq_green.Context, pipe: tuple[int, int]
+) -> None:
+    r, w = pipe
+    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.safety_timeout = 2.0
+    poller.register(r, zmq.POLLIN)
+    before = waits()
+    waiting = gevent.spawn(poller.poll, 5000)
+    until(lambda: waits() > before)
+    poller.register(pull, zmq.POLLIN)
+    start = time.monotonic()
+    os.write(w, b"x")
+    assert waiting.get(timeout=10) == [(r, zmq.POLLIN)]
+    assert time.monotonic() - start < 1.0
+
+
+# -- select -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_select_with_a_timeout_lets_other_greenlets_run_where_zmq_green_freezes_them() -> None:
+    for module, frozen in ((zmq.green, True), (zmq_green, False)):
+        ctx = module.Context()
+        try:
+            pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+            ticker = Ticker()
+            start = time.monotonic()
+            assert module.select([pull], [], [], 0.2) == ([], [], [])
+            elapsed = time.monotonic() - start
+            ticks = ticker.stop()
+        finally:
+            ctx.destroy(linger=0)
+        assert elapsed >= 0.19, module
+        if frozen:
+            assert ticks == 0, "zmq.green.select was expected to block the whole process"
+        else:
+            assert ticks >= 5
+
+
+@pytest.mark.timeout(10)
+def test_select_wakes_when_a_socket_becomes_readable(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    waiting = gevent.spawn(zmq_green.select, [pull], [], [], None)
+    until(lambda: bool(waits_of(pull).pollers))
+    push.send(b"m")
+    assert waiting.get(timeout=5) == ([pull], [], [])
+
+
+@pytest.mark.timeout(10)
+def test_select_killed_while_waiting_leaves_the_socket_clean(ctx: zmq_green.Context, no_rescues: None) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    waiting = gevent.spawn(outcome, zmq_green.select, [pull], [], [], 10)
+    until(lambda: bool(waits_of(pull).pollers))
+    waiting.kill()
+    waits = waits_of(pull)
+    assert waits.pollers == [] and waits.count == 0 and not waits.watcher.active
+    push.send(b"m")
+    assert pull.recv() == b"m"

@@ -246,6 +246,15 @@ class SocketWaits:
 
     def _on_fd(self) -> None:
         """The mailbox signal fired (runs in the hub)."""
+        if self.count == 1:
+            # One waiter: it retries its own call (or zmq_poll), which processes
+            # the commands and tells the truth; reading EVENTS first would do the
+            # same work twice.
+            entry = self.readers[0] if self.readers else self.writers[0] if self.writers else None
+            if entry is None:
+                entry = self.pollers[0][0]
+            entry.wake(READY)
+            return
         try:
             self.events()
         except zmq.ZMQError:
@@ -361,7 +370,10 @@ class SocketWaits:
                             return op(*args)
                         except zmq.Again:
                             pass
-                    if self.events(entry) & direction:
+                    # The failed call processed the pending commands: if nothing
+                    # came of them for us, the fd will fire on the next one. Others
+                    # waiting may have been made ready by it, though.
+                    if self.count > 1 and self.events(entry) & direction:
                         retry = True
                         continue
                 retry = True

@@ -23,7 +23,11 @@ command arrives. Two consequences shape everything below:
 
 * a waiter must read ``EVENTS`` *after* it joined the waiters and *before* it
   blocks: if the socket is not ready at that moment, libzmq guarantees the fd
-  will fire on the next change;
+  will fire on the next change. A ``recv`` that fails with ``EAGAIN`` has just
+  done exactly that (libzmq processes every pending command before giving up),
+  so a reader that waits alone may block right after it; a ``send`` may skip
+  the commands (libzmq throttles their processing there), so writers read
+  ``EVENTS``;
 * whoever makes a call on a socket while others wait on it may have eaten their
   signal, so it must read ``EVENTS`` once and wake whoever can now proceed.
 
@@ -246,14 +250,10 @@ class SocketWaits:
 
     def _on_fd(self) -> None:
         """The mailbox signal fired (runs in the hub)."""
-        if self.count == 1:
-            # One waiter: it retries its own call (or zmq_poll), which processes
-            # the commands and tells the truth; reading EVENTS first would do the
-            # same work twice.
-            entry = self.readers[0] if self.readers else self.writers[0] if self.writers else None
-            if entry is None:
-                entry = self.pollers[0][0]
-            entry.wake(READY)
+        if self.count == 1 and not self.writers:
+            # A lone reader or poller: its retry (recv, or zmq_poll) processes the
+            # commands and tells the truth; reading EVENTS first would do it twice.
+            (self.readers[0] if self.readers else self.pollers[0][0]).wake(READY)
             return
         try:
             self.events()
@@ -370,10 +370,11 @@ class SocketWaits:
                             return op(*args)
                         except zmq.Again:
                             pass
-                    # The failed call processed the pending commands: if nothing
-                    # came of them for us, the fd will fire on the next one. Others
-                    # waiting may have been made ready by it, though.
-                    if self.count > 1 and self.events(entry) & direction:
+                    # A recv that fails has processed every pending command, as
+                    # reading EVENTS would (a send may skip them: libzmq throttles
+                    # command processing there). So a lone reader blocks at once;
+                    # otherwise EVENTS is read, for us and for the others.
+                    if (self.count > 1 or direction == POLLOUT) and self.events(entry) & direction:
                         retry = True
                         continue
                 retry = True

@@ -7,6 +7,7 @@ reference) and on zmq_green's.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -29,8 +31,6 @@ import zmq_green.eventloop
 from zmq_green.eventloop import ioloop
 from zmq_green.eventloop.ioloop import IOLoop, PeriodicCallback
 
-tornado_ioloop = pytest.importorskip("tornado.ioloop")
-
 
 @pytest.fixture
 def loop() -> Iterator[IOLoop]:
@@ -43,6 +43,9 @@ def loop() -> Iterator[IOLoop]:
 @pytest.fixture(params=["tornado", "zmq_green"])
 def make_loop(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
     made: list[Any] = []
+
+    if request.param == "tornado":
+        tornado_ioloop = pytest.importorskip("tornado.ioloop")  # the reference needs tornado
 
     def factory() -> Any:
         new = tornado_ioloop.IOLoop(make_current=False) if request.param == "tornado" else IOLoop()
@@ -153,7 +156,7 @@ def test_handlers_on_native_sockets(make_loop: Callable[[], Any]) -> None:
 
 
 @pytest.mark.timeout(10)
-def test_current_is_per_thread_and_always_zmq_greens() -> None:
+def test_current_is_per_thread_and_always_this_class() -> None:
     IOLoop.clear_current()
     assert IOLoop.current(instance=False) is None
     main = IOLoop.current()
@@ -240,9 +243,10 @@ def test_start_in_a_greenlet_keeps_a_ticker_ticking(loop: IOLoop) -> None:
 
 
 @pytest.mark.timeout(10)
-def test_zmq_green_s_tornado_loop_in_a_greenlet_blocks_every_other_greenlet() -> None:
+def test_zmq_dot_green_tornado_loop_in_a_greenlet_blocks_every_other_greenlet() -> None:
+    pytest.importorskip("tornado")  # pyzmq's zmq.green eventloop is tornado's
     with pytest.warns(DeprecationWarning):
-        import zmq.green.eventloop.ioloop as green_ioloop  # pyzmq's zmq.green
+        import zmq.green.eventloop.ioloop as green_ioloop
 
     ticks: list[int] = []
 
@@ -323,13 +327,24 @@ def test_add_callback_from_another_greenlet_wakes_the_idle_loop(loop: IOLoop) ->
     g.get(timeout=1)
 
 
+def when_polling(loop: IOLoop, action: Callable[[], object]) -> threading.Thread:
+    """A thread that runs *action* once *loop* waits in its poll (so only a wake-up can end that wait)."""
+
+    def run_when_polling() -> None:
+        while not loop._polling:
+            time.sleep(0.001)
+        action()
+
+    return threading.Thread(target=run_when_polling)
+
+
 @pytest.mark.timeout(10)
 def test_add_callback_from_a_thread_wakes_the_idle_loop(loop: IOLoop) -> None:
     done: list[str] = []
-    t = threading.Thread(target=loop.add_callback, args=(loop.stop,))
+    t = when_polling(loop, lambda: loop.add_callback(loop.stop))
     loop.add_callback(t.start)
     loop.add_callback(done.append, "started")
-    loop.start()
+    loop.start()  # no timers, no handlers: only the wake-up ends this
     t.join()
     assert done == ["started"]
 
@@ -345,7 +360,7 @@ def test_add_callback_from_signal_wakes_the_idle_loop(loop: IOLoop) -> None:
     previous = signal.signal(signal.SIGUSR1, on_signal)
     try:
         # Sent from another OS thread while this one waits in the hub.
-        kill = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGUSR1))
+        kill = when_polling(loop, lambda: os.kill(os.getpid(), signal.SIGUSR1))
         loop.add_callback(kill.start)
         loop.start()
         kill.join()
@@ -461,6 +476,43 @@ def test_a_terminated_context_is_reported_to_the_handler_once(
     terminating.get(timeout=10)
 
 
+@pytest.mark.timeout(60)
+def test_a_socket_closed_under_the_loop_is_reported_to_its_handler() -> None:
+    # pyzmq's poll reports a closed zmq socket as fd 0 (its NULL handle), so what
+    # the loop sees depends on fd 0: here a readable /dev/null, in a fresh process.
+    script = textwrap.dedent(
+        """
+        import zmq_green as zmq
+        from zmq_green.eventloop import IOLoop, ZMQStream
+
+        loop = IOLoop()
+        ctx = zmq.Context()
+        raw = ctx.socket(zmq.PULL)
+        seen = []
+        loop.add_handler(raw, lambda sock, events: seen.append(events), loop.READ)
+        stream = ZMQStream(ctx.socket(zmq.PULL), loop)
+        stream.on_recv(lambda msg: None)
+        stream.set_close_callback(lambda: loop.add_callback(loop.stop))
+        loop.add_callback(raw.close)
+        loop.add_callback(stream.socket.close)  # behind the stream's back
+        loop.call_later(20, loop.stop)
+        loop.start()
+        assert seen == [loop.ERROR], seen
+        assert stream.closed()
+        print("OK reported")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "OK reported"
+
+
 @pytest.mark.timeout(10)
 def test_run_sync_runs_a_greenlet_while_the_loop_serves(loop: IOLoop) -> None:
     ctx = zmq_green.Context()
@@ -500,6 +552,15 @@ def test_close_all_fds_closes_what_is_registered() -> None:
     os.close(w)
     right.close()
     ctx.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_a_loop_dropped_without_close_leaves_no_fd_behind() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        IOLoop(make_current=False)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 @pytest.mark.timeout(10)

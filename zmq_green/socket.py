@@ -159,12 +159,11 @@ class Socket(zmq.Socket[_Recv_co]):
         if last < 0:
             # pyzmq's own behaviour for an empty message
             raise IndexError("list index out of range")
-        self.send(msg_parts[0], flags | _SNDMORE if last else flags, copy=copy, track=track)
+        tracker = self.send(msg_parts[0], flags | _SNDMORE if last else flags, copy=copy, track=track)
         if not last:
-            return None
+            return tracker
         waits = self._waits
         more = flags | _SNDMORE | _DONTWAIT
-        tracker = None
         for i in range(1, last + 1):
             frame_flags = more if i < last else flags | _DONTWAIT
             try:

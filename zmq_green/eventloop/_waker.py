@@ -62,3 +62,9 @@ class Waker:
         # -1 makes a late wake() fail with EBADF instead of writing to a reused fd.
         self._read = self._write = -1
         self._pending = True
+
+    def __del__(self) -> None:
+        # A loop that was never closed (IOLoop.current() in a finished thread,
+        # say) must not leak its two fds.
+        if getattr(self, "_write", -1) >= 0:
+            self.close()

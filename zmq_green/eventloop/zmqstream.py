@@ -14,13 +14,13 @@ loop's other sockets, timers and callbacks.
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import zmq
-import zmq._future
 from zmq.utils import jsonapi
 
 from ..socket import Socket as _GreenSocket
@@ -86,7 +86,10 @@ class ZMQStream:
     getsockopt_unicode: Callable[..., str]
 
     def __init__(self, socket: zmq.Socket[Any], io_loop: IOLoop | None = None) -> None:
-        if isinstance(socket, zmq._future._AsyncSocket):
+        # Async sockets exist only once zmq._future is imported: no need to import
+        # it (and asyncio) to tell.
+        future = sys.modules.get("zmq._future")
+        if future is not None and isinstance(socket, future._AsyncSocket):
             warnings.warn(
                 "ZMQStream needs a plain (or green) zmq socket: shadowing "
                 f"{socket!r} with a zmq_green.Socket",
@@ -232,7 +235,8 @@ class ZMQStream:
             If the stream is closed.
         """
         self._check_closed()
-        self._send_queue.append((msg, flags, copy, track, kwargs))
+        # A plain int: enum arithmetic on it later would cost microseconds per send.
+        self._send_queue.append((msg, int(flags) if flags else 0, copy, track, kwargs))
         if callback is not None:
             self.on_send(callback)
         if not self._handling and not self._soon and not self._state & _POLLOUT:
@@ -365,7 +369,7 @@ class ZMQStream:
             socket.close(linger)
         self.socket = None  # type: ignore[assignment]
         if self._close_callback is not None:
-            self._run(self._close_callback)
+            _run_callback(self._close_callback)
 
     # -- the handler ----------------------------------------------------------------
 
@@ -425,13 +429,10 @@ class ZMQStream:
         callback = self._recv_callback
         if callback is None:
             return  # flush() drops it
-        try:
-            if self._recv_with_stream:
-                callback(self, msg)
-            else:
-                callback(msg)
-        except Exception:
-            logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
+        if self._recv_with_stream:
+            _run_callback(callback, self, msg)
+        else:
+            _run_callback(callback, msg)
 
     def _handle_send(self) -> bool:
         """Send the head of the queue; False if the socket cannot take it now."""
@@ -450,13 +451,10 @@ class ZMQStream:
         self._send_queue.popleft()
         callback = self._send_callback
         if callback is not None:
-            try:
-                if self._send_with_stream:
-                    callback(self, msg, status)
-                else:
-                    callback(msg, status)
-            except Exception:
-                logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
+            if self._send_with_stream:
+                _run_callback(callback, self, msg, status)
+            else:
+                _run_callback(callback, msg, status)
         return True
 
     def _can_send(self) -> bool:
@@ -486,15 +484,17 @@ class ZMQStream:
             self._state = state
             self.io_loop.update_handler(self.socket, state)
 
-    def _run(self, callback: Callable[[], object]) -> None:
-        try:
-            callback()
-        except Exception:
-            logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
-
     def _check_closed(self) -> None:
         if self.socket is None:
             raise OSError("Stream is closed")
+
+
+def _run_callback(callback: Callable[..., object], *args: Any) -> None:
+    # Logged, not raised: the stream and the loop go on (pyzmq's handler would die).
+    try:
+        callback(*args)
+    except Exception:
+        logger.error("Uncaught exception in ZMQStream callback %r", callback, exc_info=True)
 
 
 def _check_callable(callback: object) -> None:

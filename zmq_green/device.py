@@ -12,13 +12,13 @@ socket or the termination of its sockets' context. So each call gets:
   with ``ETERM``, runs in that pool; a few proxies would starve it for good. The
   thread is started with the original ``_thread.start_new_thread``, so it is a
   real thread even after ``gevent.monkey.patch_all()``;
-* an internal ``PAIR`` of sockets, in a private context, as the C proxy's
-  control socket. When the calling greenlet is killed or a ``gevent.Timeout``
+* an internal REQ/REP pair of sockets, in a private context, the REP as the C
+  proxy's control socket. When the calling greenlet is killed or a ``gevent.Timeout``
   fires, it sends ``TERMINATE`` there and waits (a few milliseconds) for the
   thread to let go of the sockets, which are then closable and their context
   terminable;
 * if the caller gave a control socket, a greenlet relaying its commands to the
-  internal pair, and ``STATISTICS`` replies back.
+  internal pair, and the proxy's answers back.
 
 The caller waits for the thread with :class:`Completion`: a thread-safe one-shot
 flag whose waiters block through :func:`zmq_green._waiting.block`, woken by an
@@ -52,7 +52,6 @@ _allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 
 TERMINATE = b"TERMINATE"
 STATISTICS = b"STATISTICS"
-_REP = int(zmq.REP)
 
 
 class Completion:
@@ -174,17 +173,20 @@ _pair_ids = itertools.count()
 
 
 def _control_pair() -> tuple[Socket, Socket]:
-    """A connected PAIR: (ours, the C proxy's), in a private context.
+    """(our REQ, the C proxy's REP), connected, in a private context.
 
-    Private, so that terminating the user's context never waits for these.
+    REP, so that the proxy answers each command whatever libzmq's policy for other
+    socket types; REQ_RELAXED, so that TERMINATE can go even while an answer is
+    pending. Private, so that terminating the user's context never waits for these.
     """
     global _control_context, _control_pid
     if _control_context is None or _control_pid != os.getpid():
         _control_context = Context()
         _control_pid = os.getpid()
-    ours = _control_context.socket(zmq.PAIR)
-    theirs = _control_context.socket(zmq.PAIR)
+    ours = _control_context.socket(zmq.REQ)
+    theirs = _control_context.socket(zmq.REP)
     ours.linger = theirs.linger = 0
+    ours.req_relaxed = ours.req_correlate = 1
     address = f"inproc://zmq_green.proxy.{next(_pair_ids)}"
     ours.bind(address)
     theirs.connect(address)
@@ -194,21 +196,17 @@ def _control_pair() -> tuple[Socket, Socket]:
 def _relay(control: Socket, ours: Socket) -> BaseException | None:
     """Pass the user's control commands to the proxy, and its answers back.
 
-    Each frame is one command, as libzmq reads them. ``STATISTICS`` is answered
-    with the proxy's counters; on a REP socket any other command with an empty
-    message, as libzmq does. Returns (not raises: a failed greenlet would be
+    Each frame is one command, as libzmq reads them, and gets the proxy's answer:
+    the counters for ``STATISTICS``, an empty message otherwise (libzmq 4.3.5
+    answers every command). Returns (not raises: a failed greenlet would be
     reported by the hub) the error that ended it, after telling the proxy to
     terminate.
     """
-    answers_all = control.type == _REP
     try:
         while True:
             for command in control.recv_multipart():
                 ours.send(command)
-                if command == STATISTICS:
-                    control.send_multipart(ours.recv_multipart())
-                elif answers_all:
-                    control.send(b"")
+                control.send_multipart(ours.recv_multipart())
                 if command == TERMINATE:
                     return None
     except Exception as e:
@@ -254,9 +252,9 @@ def proxy_steerable(
     control : Socket, optional
         The Socket instance for control flow, as in libzmq: ``PAUSE``, ``RESUME``,
         ``TERMINATE`` (the call returns 0), and ``STATISTICS``, answered with eight
-        frames of 64-bit counters (messages and bytes received and sent on the
-        frontend, then on the backend). A REP socket gets an empty reply to the
-        other commands; unknown commands are ignored.
+        frames of 64-bit counters (frames and bytes received and sent on the
+        frontend, then on the backend). Other commands are answered with an empty
+        message, as libzmq 4.3.5 does; unknown ones are otherwise ignored.
 
     Returns
     -------

@@ -56,8 +56,8 @@ class Crew:
 
     A *sender* loops until :meth:`stop_sending`; a *server* loops until its socket
     is closed under it (``ENOTSOCK``); a *device* runs a proxy until it is killed.
-    A killed worker is replaced by a new one with the same body while the chaos
-    lasts. Any other exception is a failure.
+    A killed worker is replaced by a new one with the same body until the sockets
+    are closed. Any other exception is a failure.
     """
 
     def __init__(self, rng: random.Random) -> None:
@@ -90,7 +90,8 @@ class Crew:
         self.teams[role].discard(g)
         if not g.successful():
             self.errors.append(g.exception)
-        elif isinstance(g.value, gevent.GreenletExit) and self.chaos_on:
+        elif isinstance(g.value, gevent.GreenletExit) and not self.closing:
+            # a kill lands after the chaos greenlet sent it, maybe once the chaos is over
             self.spawn(body, 1, role)
 
     def _kill_now_and_then(self) -> None:
@@ -132,9 +133,7 @@ class Crew:
         """End the chaos, let every sender finish its call, and check none hangs."""
         self.end_chaos()
         self.sending = False
-        senders = self.teams[SENDER]
-        gevent.joinall(list(senders), timeout=SETTLE_SECONDS)
-        assert not senders, f"{len(senders)} senders hang"
+        self._join(SENDER)
 
     def close(self, *sockets: Any) -> None:
         """Stop the devices, close *sockets* under the servers still waiting, and
@@ -144,10 +143,15 @@ class Crew:
         gevent.killall(list(self.teams[DEVICE]), timeout=SETTLE_SECONDS)
         for s in sockets:
             s.close()
-        servers = self.teams[SERVER]
-        gevent.joinall(list(servers), timeout=SETTLE_SECONDS)
-        assert not servers, f"{len(servers)} servers hang"
+        self._join(SERVER)
         assert not self.errors, self.errors[:3]
+
+    def _join(self, role: str) -> None:
+        team = self.teams[role]
+        with gevent.Timeout(SETTLE_SECONDS, False):
+            while team:  # replacements of workers killed last may join meanwhile
+                gevent.joinall(list(team))
+        assert not team, f"{len(team)} {role}s hang"
 
     def abandon(self) -> None:
         """After a failure: kill whatever still runs, so the context can go."""
@@ -329,40 +333,66 @@ def dealer_router(ctx: Any, crew: Crew, addrs: list[str]) -> int:
     return sum(requests.values()) + sum(replies.values())
 
 
+class Lane:
+    """A REQ socket shared by a group of clients, who take turns under a lock.
+
+    A client killed or timed out between request and reply leaves the REQ waiting
+    for a reply: the next client replaces the socket (the "lazy pirate" pattern).
+    The old socket lingers until its request is delivered; its reply is dropped.
+    """
+
+    def __init__(self, ctx: Any, rng: random.Random, endpoints: list[str]) -> None:
+        self.ctx, self.rng, self.endpoints = ctx, rng, endpoints
+        self.lock = gevent.lock.Semaphore()
+        self.dirty = False
+        self.req = self._connect()
+
+    def _connect(self) -> Any:
+        req = self.ctx.socket(zmq.REQ)
+        req.sndhwm, req.rcvhwm = hwm(self.rng), hwm(self.rng)
+        req.linger = int(SETTLE_SECONDS * 1000)
+        for endpoint in self.endpoints:
+            req.connect(endpoint)
+        return req
+
+    def ask(self, key: bytes, sent: Callable[[], None]) -> bytes:
+        """Send *key*, call *sent*, and return the reply (the caller holds the lock)."""
+        if self.dirty:
+            self.req.close()
+            self.req = self._connect()
+        self.dirty = True
+        self.req.send(key)
+        sent()
+        reply: bytes = self.req.recv()
+        self.dirty = False
+        return reply
+
+
 def req_rep(ctx: Any, crew: Crew, addrs: list[str]) -> int:
     """4 REQ sockets shared by 40 greenlets each, 2 REP sockets shared by 20 each.
 
     A REQ or REP socket serves one request at a time, so its greenlets take turns
-    under a lock. A client killed while it waits for its reply leaves its REQ
-    expecting one: ``REQ_RELAXED`` lets the next client send anyway and
-    ``REQ_CORRELATE`` drops the stale reply. A server killed between request and
+    under a lock (a :class:`Lane` for REQ). A server killed between request and
     reply leaves its REP owing a reply: the next server on it pays that debt first.
     """
     rng = crew.rng
     reps = [ctx.socket(zmq.REP) for _ in range(2)]
-    reqs = [ctx.socket(zmq.REQ) for _ in range(4)]
-    for s in reps + reqs:
-        s.sndhwm, s.rcvhwm = hwm(rng), hwm(rng)
-    for req in reqs:
-        req.req_relaxed = req.req_correlate = 1
+    for rep in reps:
+        rep.sndhwm, rep.rcvhwm = hwm(rng), hwm(rng)
     bound = [bind(rep, addr) for rep, addr in zip(reps, addrs)]
-    for req in reqs:
-        for addr in bound:
-            req.connect(addr)
+    lanes = [Lane(ctx, rng, bound) for _ in range(4)]
     ids = count()
     requests_sent: set[int] = set()
     requests: Counter[int] = Counter()
     answered: Counter[int] = Counter()
     owed: list[bytes | None] = [None] * len(reps)
 
-    def client(req: Any, lock: gevent.lock.Semaphore) -> Callable[[], None]:
+    def client(lane: Lane) -> Callable[[], None]:
         def body() -> None:
             i = next(ids)
             key = b"%d" % i
-            with crew.maybe_timeout(), lock:
-                req.send(key)
-                requests_sent.add(i)
-                reply = req.recv()
+            with crew.maybe_timeout(), lane.lock:
+                reply = lane.ask(key, lambda: requests_sent.add(i))
                 assert reply == key, f"request {key!r} answered with {reply!r}"
                 answered[i] += 1
 
@@ -382,8 +412,8 @@ def req_rep(ctx: Any, crew: Crew, addrs: list[str]) -> int:
 
         return body
 
-    for req in reqs:
-        crew.spawn(client(req, gevent.lock.Semaphore()), 40, SENDER)
+    for lane in lanes:
+        crew.spawn(client(lane), 40, SENDER)
     for n in range(len(reps)):
         crew.spawn(server(n, gevent.lock.Semaphore()), 20, SERVER)
     gevent.sleep(CHAOS_SECONDS)
@@ -392,7 +422,7 @@ def req_rep(ctx: Any, crew: Crew, addrs: list[str]) -> int:
         lambda: len(requests) >= len(requests_sent) and owed == [None] * len(reps),
         lambda: f"requests {len(requests)}/{len(requests_sent)}, owed {owed}",
     )
-    crew.close(*reqs, *reps)
+    crew.close(*(lane.req for lane in lanes), *reps)
     check_exactly_once(requests_sent, requests, "requests")
     assert max(answered.values(), default=1) == 1
     assert answered, "no request was answered"

@@ -7,7 +7,7 @@ pass moved nothing, it blocks in libzmq's own ``zmq_poll`` on the two sockets
 rather than spinning: a spinning loop steals the CPU that libzmq's I/O thread
 needs and measured three times slower over tcp. This is the reference for
 zmq_green's fast path ("as fast as pyzmq itself"). It only exists for cases
-where one party both sends and receives.
+where one thread can drive both ends.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from .cases import (
     POLLOUT,
     PULL,
     PUSH,
+    REP,
+    REQ,
     SHARED_HWM,
     SHARED_SENDERS,
     Figures,
@@ -91,7 +93,32 @@ def shared(n: int) -> Figures:
     return figures((total - warm) / _loop(total - warm, warm, "inproc", hwm=SHARED_HWM))
 
 
+def reqrep(n: int) -> Figures:
+    """REQ/REP over tcp, both ends driven by one thread: round trips/s.
+
+    The client sends; the thread blocks in ``zmq_poll`` until the server has the
+    request, echoes it, and blocks again until the client has the reply. No Python
+    is run while a message travels, so this is the round-trip rate of one thread:
+    what any single-threaded peer (greenlets, asyncio) can at best reach.
+    """
+    rep, req = pair(zmq.Context(), REP, REQ, "tcp")
+
+    def trips(count: int) -> None:
+        for _ in range(count):
+            req.send(MSG, DONTWAIT)
+            zmq_poll([(rep, POLLIN)], -1)
+            rep.send(rep.recv(DONTWAIT), DONTWAIT)
+            zmq_poll([(req, POLLIN)], -1)
+            req.recv(DONTWAIT)
+
+    trips(warmup(n))
+    t0 = perf_counter()
+    trips(n)
+    return figures(n / (perf_counter() - t0))
+
+
 RAW_BODIES: dict[str, Callable[[int], Figures]] = {
+    "reqrep-tcp": reqrep,
     "stream-inproc": lambda n: stream(n, "inproc"),
     "stream-tcp": lambda n: stream(n, "tcp"),
     "stream-large": stream_large,

@@ -315,9 +315,8 @@ def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: An
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.2):
-            poller.poll(timeout)
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.2):
+        poller.poll(timeout)
     waiting = gevent.spawn(poller.poll, timeout)
     until(lambda: bool(waits_of(pull).pollers))
     push.send(b"m")
@@ -340,13 +339,15 @@ def test_registered_sockets_keep_their_watchers_between_polls(
     for _ in range(3):
         waiting = gevent.spawn(poller.poll, 5000)
         until(lambda: bool(waits_of(pull).pollers))
-        seen.append((waits_of(pull).watcher, dict(poller._fd_watchers)))
         push.send(b"m")
         assert waiting.get(timeout=5) == [(pull, zmq.POLLIN)]
         pull.recv()
+        idle = [w for ws in poller._idle_watchers.values() for w in ws]
+        seen.append((waits_of(pull).watcher, tuple(map(id, idle))))
     socket_watchers = {id(watcher) for watcher, _ in seen}
-    fd_watchers = {tuple(map(id, fds.values())) for _, fds in seen}
+    fd_watchers = {ids for _, ids in seen}
     assert len(socket_watchers) == 1 and len(fd_watchers) == 1
+    assert len(next(iter(fd_watchers))) == 1
 
 
 @pytest.mark.timeout(10)
@@ -364,13 +365,13 @@ def test_interrupted_poll_leaves_nothing_started(
         until(lambda: bool(waits_of(pull).pollers))
         waiting.kill()
     else:
-        with pytest.raises(gevent.Timeout):
-            with gevent.Timeout(0.05):
-                poller.poll(5000)
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+            poller.poll(5000)
     waits = waits_of(pull)
     assert waits.pollers == [] and waits.count == 0
     assert not waits.watcher.active
-    assert not any(watcher.active for watcher in poller._fd_watchers.values())
+    idle = [w for ws in poller._idle_watchers.values() for w in ws]
+    assert len(idle) == 1 and not idle[0].active
     # ...and the poller still works.
     push.send(b"m")
     assert poller.poll(1000) == [(pull, zmq.POLLIN)]
@@ -380,11 +381,6 @@ def test_interrupted_poll_leaves_nothing_started(
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Poller shares one fd watcher between concurrent polls: the second start() "
-    "replaces the first greenlet's callback and the first to finish stops it",
-)
 def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, int]) -> None:
     r, w = pipe
     poller = zmq_green.Poller()
@@ -400,10 +396,6 @@ def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, i
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Poller.register closes every fd watcher, including those a blocked poll is waiting on",
-)
 def test_registering_while_another_greenlet_polls_a_pipe_does_not_lose_its_wakeup(
     ctx: zmq_green.Context, pipe: tuple[int, int]
 ) -> None:

@@ -881,4 +881,10 @@ def test_unclosed_sockets_are_finalized_cleanly_at_interpreter_exit() -> None:
         r"^\S+ ResourceWarning: Unclosed socket <zmq_green.Socket\(zmq.(\w+)\) at 0x\w+>$", done.stderr, re.M
     )
     assert sorted(finalized) == ["PUB", "PULL", "PUSH", "PUSH", "SUB"], done.stderr
-    assert len(done.stderr.splitlines()) == len(finalized), done.stderr
+    # Besides those, only the hint that tracemalloc would say where they were made.
+    others = [
+        line
+        for line in done.stderr.splitlines()
+        if "Unclosed socket" not in line and "Enable tracemalloc" not in line
+    ]
+    assert others == [], done.stderr

@@ -157,7 +157,8 @@ def block(entry: Entry, seconds: float | None) -> Any:
     entry.woken = False
     if seconds is None:
         return waiter.get()
-    timer = entry.hub.loop.timer(seconds if seconds > 0 else 0)
+    # libuv counts whole milliseconds (and warns below one).
+    timer = entry.hub.loop.timer(max(seconds, 0.001) if seconds > 0 else 0)
     timer.start(waiter.switch, TIMER)
     try:
         return waiter.get()

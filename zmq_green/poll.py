@@ -48,8 +48,10 @@ class Poller(zmq.Poller):
     def __init__(self) -> None:
         super().__init__()
         self._split: tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]] | None = None
-        # fd watchers, made on first wait per (fd, events, hub) and kept while registered.
-        self._fd_watchers: dict[tuple[int, int, Any], Any] = {}
+        # Idle fd watchers per (fd, events, hub), kept between polls until the
+        # registrations change. A poll takes its own, so concurrent polls never share one.
+        self._idle_watchers: dict[tuple[int, int, Any], list[Any]] = {}
+        self._generation = 0
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
@@ -63,9 +65,14 @@ class Poller(zmq.Poller):
 
     def _changed(self) -> None:
         self._split = None
-        for watcher in self._fd_watchers.values():
-            watcher.close()
-        self._fd_watchers.clear()
+        self._generation += 1
+        self._close_idle_watchers()
+
+    def _close_idle_watchers(self) -> None:
+        for idle in self._idle_watchers.values():
+            for watcher in idle:
+                watcher.close()
+        self._idle_watchers.clear()
 
     def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
         """The registrations split into (zmq socket waits, flags) and (fd or object, flags)."""
@@ -106,7 +113,8 @@ class Poller(zmq.Poller):
         zsocks, fds = self._registered()
         sockets = self.sockets
         joined: list[SocketWaits] = []
-        watchers: list[Any] = []
+        watchers: list[tuple[tuple[int, int, Any], Any]] = []
+        generation = self._generation
         try:
             for waits, flags in zsocks:
                 waits.bind()
@@ -114,9 +122,9 @@ class Poller(zmq.Poller):
                 joined.append(waits)
                 waits.join()
             for fd, flags in fds:
-                watcher = self._fd_watcher(hub, fd, flags)
+                key, watcher = self._take_fd_watcher(hub, fd, flags)
+                watchers.append((key, watcher))
                 watcher.start(entry.wake, READY)
-                watchers.append(watcher)
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 expiry = safety is None or (remaining is not None and remaining <= safety)
@@ -133,8 +141,12 @@ class Poller(zmq.Poller):
                 if ready or (value is TIMER and expiry):
                     return ready
         finally:
-            for watcher in watchers:
+            for key, watcher in watchers:
                 watcher.stop()
+                if generation == self._generation:
+                    self._idle_watchers.setdefault(key, []).append(watcher)
+                else:
+                    watcher.close()
             for waits in joined:
                 pollers = waits.pollers
                 for i in range(len(pollers)):
@@ -143,23 +155,20 @@ class Poller(zmq.Poller):
                         break
                 waits.leave()
 
-    def _fd_watcher(self, hub: Any, sock: Any, flags: int) -> Any:
-        """The hub's io watcher for a raw fd (or object with ``fileno()``), kept between polls."""
+    def _take_fd_watcher(self, hub: Any, sock: Any, flags: int) -> tuple[tuple[int, int, Any], Any]:
+        """An idle io watcher for a raw fd (or object with ``fileno()``), or a new one."""
         fd = sock if isinstance(sock, int) else sock.fileno()
         # POLLERR alone still needs a readable watch: errors show as readable.
         events = (1 if flags & (POLLIN | _POLLERR) else 0) | (2 if flags & POLLOUT else 0)
         key = (fd, events, hub)
-        watcher = self._fd_watchers.get(key)
-        if watcher is None:
-            watcher = self._fd_watchers[key] = hub.loop.io(fd, events)
-        return watcher
+        idle = self._idle_watchers.get(key)
+        return key, idle.pop() if idle else hub.loop.io(fd, events)
 
     def __del__(self) -> None:
-        for watcher in getattr(self, "_fd_watchers", {}).values():
-            try:
-                watcher.close()
-            except Exception:  # pragma: no cover - interpreter teardown
-                pass
+        try:
+            self._close_idle_watchers()
+        except Exception:  # pragma: no cover - interpreter teardown
+            pass
 
 
 def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:

@@ -5,9 +5,9 @@ under a minute. ``ZMQ_GREEN_SOAK_SECONDS=S`` turns it into a soak run: each chao
 scenario lasts *S* seconds and the memory test moves 1,000,000 messages.
 
 The ``resources`` fixture (from :mod:`soak`) checks that a test gives back every
-fd and hub watcher it took. Tests report what they did with ``record_property`` under the keys of
-:data:`FIGURES`; the totals are printed at the end of the session (the figures
-quoted in RELIABILITY.md come from there).
+fd and hub watcher it took. Tests report what they did with ``record_property``
+under the keys of :data:`FIGURES`; the totals are printed at the end of the
+session (the figures quoted in RELIABILITY.md come from there).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ FIGURES = {
     "faults": "faults injected",
     "bad_inputs": "bad inputs tried",
     "lost": "messages lost",
+    "rss_growth": "RSS growth over the memory test, bytes",
 }
 
 

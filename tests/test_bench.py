@@ -148,7 +148,7 @@ def test_every_case_has_a_zmq_green_body_and_every_gap_a_reason() -> None:
             assert reason is None or reason.strip()
     assert PEERS["threads"].unavailable("shared") == "not thread-safe"
     assert set(PEERS["tornado"].bodies) == {"zmqstream"}
-    assert set(PEERS["raw"].bodies) == {"stream-inproc", "stream-tcp", "stream-large", "shared"}
+    assert set(PEERS["raw"].bodies) == {"stream-inproc", "stream-tcp", "stream-large", "shared", "reqrep-tcp"}
 
 
 def _fake_peer(monkeypatch: Any, body: Any) -> None:
@@ -419,7 +419,7 @@ def test_tiny_run_of_two_cases_through_worker_processes(tmp_path: Any, capsys: A
     out = tmp_path / "out.json"
     argv = [
         "--cases",
-        "stream-inproc,reqrep-tcp",
+        "stream-inproc,fanin",
         "--peers",
         "zmq_green,threads,raw",
         "--rounds",
@@ -437,14 +437,14 @@ def test_tiny_run_of_two_cases_through_worker_processes(tmp_path: Any, capsys: A
     runs = {(r["case"], r["peer"], r["round"]): r for r in doc["runs"]}
     assert len(runs) == 2 * 3 * 2
     for (case, peer, _), run in runs.items():
-        if (case, peer) == ("reqrep-tcp", "raw"):
+        if (case, peer) == ("fanin", "raw"):
             assert run["failure"] == "n/a: no one-thread form"
         else:
             assert run["failure"] is None, run
             assert run["value"] > 0
     rows = {line.split("|")[1].strip(): line for line in captured.out.splitlines() if line.startswith("| ")}
-    assert set(rows) == {"case", "stream-inproc", "reqrep-tcp"}
-    assert "n/a: no one-thread form" in rows["reqrep-tcp"]
+    assert set(rows) == {"case", "stream-inproc", "fanin"}
+    assert "n/a: no one-thread form" in rows["fanin"]
     # Progress went to stderr, one line per run, as the runs ended.
     assert sum("round " in line for line in captured.err.splitlines()) == 12
 

@@ -25,6 +25,7 @@ from ._waiting import (
 __all__ = ["Poller", "select"]
 
 _POLLERR = int(zmq.POLLERR)
+_INT_MAX = 2**31 - 1
 # pyzmq's own class, bound now: once zmq_green.monkey has patched zmq, zmq.Socket is ours.
 _ZmqSocket = zmq.Socket
 
@@ -99,6 +100,9 @@ class Poller(zmq.Poller):
             timeout = -1
         elif isinstance(timeout, float):
             timeout = int(timeout)
+        if timeout > _INT_MAX:
+            # What pyzmq's zmq_poll raises: its timeout is a C int.
+            raise OverflowError("value too large to convert to int")
         ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
         _pass_on(self._registered()[0], 0)
         if ready or timeout == 0:

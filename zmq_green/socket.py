@@ -107,7 +107,7 @@ class Socket(zmq.Socket[_Recv_co]):
         if routing_id is not None or group is not None:
             data = _draft_frame(self, data, copy, track, routing_id, group)
         if flags:
-            flags = int(flags)
+            flags = _as_int(flags)
         waits = self._waits
         if not waits.held:
             try:
@@ -154,7 +154,7 @@ class Socket(zmq.Socket[_Recv_co]):
                     rpart = rpart[:32] + "..."
                 raise TypeError(f"Frame {i} ({rpart}) does not support the buffer interface.")
         if flags:
-            flags = int(flags)
+            flags = _as_int(flags)
         last = len(msg_parts) - 1
         if last < 0:
             # pyzmq's own behaviour for an empty message
@@ -191,7 +191,7 @@ class Socket(zmq.Socket[_Recv_co]):
         ``flags=zmq.DONTWAIT`` (or ``RCVTIMEO`` expiring) raises :class:`zmq.Again`.
         """
         if flags:
-            flags = int(flags)
+            flags = _as_int(flags)
         waits = self._waits
         try:
             msg = _recv(self, flags | _DONTWAIT, copy, track)
@@ -226,7 +226,7 @@ class Socket(zmq.Socket[_Recv_co]):
         See :meth:`zmq.Socket.recv_into`.
         """
         if flags:
-            flags = int(flags)
+            flags = _as_int(flags)
         waits = self._waits
         try:
             n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
@@ -244,6 +244,13 @@ class Socket(zmq.Socket[_Recv_co]):
         return waits.call(POLLIN, cast(int, _get(self, _RCVTIMEO)), _recv_into_dontwait, self, buffer, nbytes, flags)
 
     _poller_class = Poller
+
+
+def _as_int(flags: Any) -> int:
+    """Flags as a plain int, converted the way pyzmq's backend converts them (floats truncate)."""
+    if isinstance(flags, (str, bytes, bytearray)):
+        raise TypeError(f"an integer is required, not {type(flags).__name__}")
+    return int(flags)
 
 
 def _recv_into_dontwait(socket: Socket[Any], buffer: Any, nbytes: int, flags: int) -> int:

@@ -7,7 +7,8 @@ must match; ``ctx`` gives a green context that is destroyed after the test.
 from __future__ import annotations
 
 import gc
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import pytest

@@ -19,6 +19,7 @@ GREEN_NAMES = {
     "device",
     "proxy",
     "proxy_steerable",
+    "MessageTracker",
 }
 
 
@@ -55,6 +56,7 @@ def test_blocking_names_are_green_replacements() -> None:
     assert issubclass(zmq_green.Context, zmq.Context)
     assert issubclass(zmq_green.Socket, zmq.Socket)
     assert issubclass(zmq_green.Poller, zmq.Poller)
+    assert issubclass(zmq_green.MessageTracker, zmq.MessageTracker)
     assert zmq_green.SyncContext is zmq_green.Context
     assert zmq_green.SyncSocket is zmq_green.Socket
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
         PYZMQ_DRAFT_API as PYZMQ_DRAFT_API,
         Frame as Frame,
         Message as Message,
-        MessageTracker as MessageTracker,
         Stopwatch as Stopwatch,
         __revision__ as __revision__,
         __version__ as __version__,
@@ -60,6 +59,7 @@ from .device import (
 )
 from .poll import Poller as Poller, select as select
 from .socket import Socket
+from .tracker import MessageTracker as MessageTracker
 
 SyncSocket = Socket
 SyncContext = Context

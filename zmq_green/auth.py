@@ -124,7 +124,7 @@ class GreenAuthenticator(Authenticator):
         """
         return self._server is not None and not self._server.dead
 
-    def _serve(self, socket: Socket) -> None:
+    def _serve(self, socket: Socket[Any]) -> None:
         while True:
             frames: list[bytes] = socket.recv_multipart()
             try:

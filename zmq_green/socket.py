@@ -10,6 +10,7 @@ from zmq.backend import Socket as _RawSocket
 
 from ._waiting import DEFAULT_SAFETY_TIMEOUT, POLLIN, POLLOUT, SocketWaits, waits_of, zmq_error
 from .poll import Poller
+from .tracker import green_tracker
 
 __all__ = ["Socket"]
 
@@ -109,6 +110,7 @@ class Socket(zmq.Socket[_Recv_co]):
         if flags:
             flags = _as_int(flags)
         waits = self._waits
+        tracker: zmq.MessageTracker | None
         if not waits.held:
             try:
                 tracker = _send(self, data, flags | _DONTWAIT, copy, track)
@@ -122,12 +124,13 @@ class Socket(zmq.Socket[_Recv_co]):
             else:
                 if waits.count:
                     waits.poke()
-                return tracker
+                return green_tracker(tracker) if track and tracker else tracker
         elif flags & _DONTWAIT:
             raise zmq_error(zmq.EAGAIN)
-        return waits.call(
+        tracker = waits.call(
             POLLOUT, cast(int, _get(self, _SNDTIMEO)), _send, self, data, flags | _DONTWAIT, copy, track
         )
+        return green_tracker(tracker) if track and tracker else tracker
 
     def send_multipart(
         self,
@@ -180,7 +183,7 @@ class Socket(zmq.Socket[_Recv_co]):
                     waits.held = False
         if waits.count:
             waits.poke()
-        return tracker
+        return green_tracker(tracker) if track and tracker else tracker
 
     # -- receiving --------------------------------------------------------------
 

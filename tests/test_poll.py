@@ -227,7 +227,7 @@ def test_poller_wakes_on_a_raw_pipe_fd_blocking_only_the_caller(
 def test_poller_mixing_a_socket_and_a_pipe_reports_whichever_is_ready(
     ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int]
 ) -> None:
-    r, _ = pipe
+    r, w = pipe
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)
@@ -330,7 +330,7 @@ def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: An
 def test_registered_sockets_keep_their_watchers_between_polls(
     ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int]
 ) -> None:
-    r, _ = pipe
+    r, _w = pipe
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)

@@ -6,7 +6,6 @@ must match; ``ctx`` gives a green context that is destroyed after the test.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,4 +67,3 @@ def _no_leftover_greenlets() -> Iterator[None]:
     yield
     # Let killed greenlets finish their cleanup before the next test starts.
     gevent.sleep(0)
-    gc.collect()

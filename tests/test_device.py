@@ -318,8 +318,14 @@ def test_device_killed_mid_stream_stops_within_100ms_and_the_context_then_terms(
     assert stopped < 0.1
     gevent.killall(workers)
     # The proxy has let go of its sockets: they are usable here, then closable.
+    # (The producer filled both high-water marks; drain them first.)
+    drained = 0
+    while frontend.poll(0):
+        assert frontend.recv() == b"x" * 100
+        drained += 1
     producer.send(b"mine")
     assert frontend.recv() == b"mine"
+    assert drained > 0
     for s in (frontend, backend, producer, consumer):
         s.close()
     with gevent.Timeout(5):

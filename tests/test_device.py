@@ -109,7 +109,7 @@ def test_proxy_blocks_only_the_calling_greenlet_where_zmq_green_freezes_the_hub(
                     command(peer, b"TERMINATE")
 
             def terminate_from_a_greenlet(ctx: Any = ctx, endpoint: str = endpoint) -> None:
-                until(lambda: ticks >= 10)  # the hub keeps running while the proxy does
+                until(lambda: ticks >= 10)  # noqa: B023 - used within this iteration only
                 peer = ctx.socket(zmq.PAIR)
                 peer.linger = 1000
                 peer.connect(endpoint)
@@ -336,12 +336,11 @@ def test_device_killed_mid_stream_stops_within_100ms_and_the_context_then_terms(
 def test_gevent_timeout_around_a_proxy_stops_it_and_frees_its_sockets(
     ctx: zmq_green.Context, no_rescues: None
 ) -> None:
-    frontend, backend, producer, consumer = stream(ctx)
+    frontend, backend, producer, _ = stream(ctx)
     control, peer = control_pair(ctx)
     start = time.monotonic()
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.1):
-            zmq_green.proxy_steerable(frontend, backend, None, control)
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.1):
+        zmq_green.proxy_steerable(frontend, backend, None, control)
     assert time.monotonic() - start < 0.2
     # No greenlet is left waiting on the control socket, and nothing uses the others.
     assert waits_of(control).count == 0

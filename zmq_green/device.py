@@ -160,19 +160,19 @@ class NativeThread:
         return self._started and not self.finished.is_set()
 
 
-def green_socket(socket: zmq.Socket[Any]) -> Socket:
+def green_socket(socket: zmq.Socket[Any]) -> Socket[Any]:
     """*socket* itself if it is green, else a green shadow of the same libzmq socket."""
     if isinstance(socket, Socket):
         return socket
     return Socket.shadow(socket.underlying)
 
 
-_control_context: Context | None = None
+_control_context: Context[Any] | None = None
 _control_pid = 0
 _pair_ids = itertools.count()
 
 
-def _control_pair() -> tuple[Socket, Socket]:
+def _control_pair() -> tuple[Socket[Any], Socket[Any]]:
     """(our REQ, the C proxy's REP), connected, in a private context.
 
     REP, so that the proxy answers each command whatever libzmq's policy for other
@@ -193,7 +193,7 @@ def _control_pair() -> tuple[Socket, Socket]:
     return ours, theirs
 
 
-def _relay(control: Socket, ours: Socket) -> BaseException | None:
+def _relay(control: Socket[Any], ours: Socket[Any]) -> BaseException | None:
     """Pass the user's control commands to the proxy, and its answers back.
 
     Each frame is one command, as libzmq reads them, and gets the proxy's answer:

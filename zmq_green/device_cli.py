@@ -132,11 +132,11 @@ def main(argv: Sequence[str]) -> int:
     """Run ``zmq-green device`` with the arguments *argv*; return the exit status."""
     args = parser().parse_args(argv)
     (front_type, front_default), (back_type, back_default) = DEVICES[args.device]
-    ctx = Context()
+    ctx: Context[Any] = Context()
     sockets: list[zmq.Socket[Any]] = []
 
     def socket(socket_type: int) -> zmq.Socket[Any]:
-        s = ctx.socket(socket_type)
+        s: zmq.Socket[Any] = ctx.socket(socket_type)
         s.linger = 0
         sockets.append(s)
         return s

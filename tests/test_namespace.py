@@ -124,3 +124,18 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 def test_stats_and_version_are_exported() -> None:
     assert {"stats", "reset_stats", "green_version"} <= set(zmq_green.__all__)
     assert isinstance(zmq_green.green_version, str) and zmq_green.green_version
+
+
+def test_own_submodules_win_over_pyzmqs_of_the_same_name() -> None:
+    import zmq.auth
+    import zmq.devices
+    import zmq.eventloop
+
+    from zmq_green import auth, devices, eventloop
+
+    assert (auth.__name__, devices.__name__, eventloop.__name__) == (
+        "zmq_green.auth",
+        "zmq_green.devices",
+        "zmq_green.eventloop",
+    )
+    assert zmq_green.devices is devices and zmq.devices is not devices

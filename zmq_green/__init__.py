@@ -16,6 +16,8 @@ version of zmq_green itself is :data:`green_version`.
 from __future__ import annotations
 
 import sys as _sys
+from importlib import import_module as _import_module
+from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING, Any
 
 import zmq as _zmq
@@ -73,5 +75,8 @@ for _name in ("constants", "error", "utils"):
 
 
 def __getattr__(name: str) -> Any:
-    # Submodules and helpers of zmq that are not in zmq.__all__ (error, constants, utils...).
+    # Our own submodules first (zmq_green.devices is not zmq.devices), then what zmq
+    # has beyond zmq.__all__ (error, constants, utils...).
+    if _find_spec(f"{__name__}.{name}") is not None:
+        return _import_module(f"{__name__}.{name}")
     return getattr(_zmq, name)

@@ -37,7 +37,9 @@ class Background:
             self._greenlet = gevent.spawn(outcome, func, *args)
         else:
             self._result: list[Any] = []
-            self._thread = threading.Thread(target=lambda: self._result.append(outcome(func, *args)), daemon=True)
+            self._thread = threading.Thread(
+                target=lambda: self._result.append(outcome(func, *args)), daemon=True
+            )
             self._thread.start()
 
     def result(self, timeout: float = 5.0) -> Any:

@@ -111,9 +111,7 @@ def test_poll_results_equal_pyzmqs_for_the_same_setups(mod: Any, mod_ctx: Any) -
 
 
 @pytest.mark.timeout(10)
-def test_poll_results_with_raw_fds_and_fileno_objects_equal_pyzmqs(
-    mod: Any, pipe: tuple[int, int]
-) -> None:
+def test_poll_results_with_raw_fds_and_fileno_objects_equal_pyzmqs(mod: Any, pipe: tuple[int, int]) -> None:
     r, w = pipe
     a, b = socket.socketpair()
     try:
@@ -173,6 +171,7 @@ def test_select_results_equal_pyzmqs(mod: Any, mod_ctx: Any, pipe: tuple[int, in
     assert (rlist, sorted(wlist, key=repr), xlist) == ([], sorted([push, w], key=repr), [])
     push.send(b"m")
     os.write(w, b"x")
+    until(lambda: pull.poll(0) != 0)
     rlist, wlist, xlist = mod.select([pull, r], [push], [pull], None)
     assert (sorted(rlist, key=repr), wlist, xlist) == (sorted([pull, r], key=repr), [push], [])
     assert mod.select([], [], [], 0.01) == ([], [], [])
@@ -381,15 +380,17 @@ def test_interrupted_poll_leaves_nothing_started(
 
 
 @pytest.mark.timeout(20)
-def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, int]) -> None:
+def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(
+    no_rescues: None, pipe: tuple[int, int]
+) -> None:
     r, w = pipe
     poller = zmq_green.Poller()
     poller.safety_timeout = 2.0
     poller.register(r, zmq.POLLIN)
     start = time.monotonic()
+    before = waits()
     polls = [gevent.spawn(poller.poll, 5000) for _ in range(2)]
-    until(lambda: waits() >= 2)
-    gevent.sleep(0.01)
+    until(lambda: waits() - before >= 2)  # both are blocked
     os.write(w, b"x")
     assert [g.get(timeout=10) for g in polls] == [[(r, zmq.POLLIN)]] * 2
     assert time.monotonic() - start < 1.0
@@ -397,7 +398,7 @@ def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, i
 
 @pytest.mark.timeout(20)
 def test_registering_while_another_greenlet_polls_a_pipe_does_not_lose_its_wakeup(
-    ctx: zmq_green.Context, pipe: tuple[int, int]
+    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int]
 ) -> None:
     r, w = pipe
     pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
@@ -447,7 +448,9 @@ def test_select_wakes_when_a_socket_becomes_readable(ctx: zmq_green.Context, no_
 
 
 @pytest.mark.timeout(10)
-def test_select_killed_while_waiting_leaves_the_socket_clean(ctx: zmq_green.Context, no_rescues: None) -> None:
+def test_select_killed_while_waiting_leaves_the_socket_clean(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     waiting = gevent.spawn(outcome, zmq_green.select, [pull], [], [], 10)
     until(lambda: bool(waits_of(pull).pollers))

@@ -398,8 +398,11 @@ class SocketWaits:
             was_head = line[0] is entry
             line.remove(entry)
             self.leave()
-            if was_head and line:
-                self.recheck()
+            if was_head and self.count:
+                # Our call (or our leaving the head of the line) may concern the others,
+                # in either direction: a recv can process the command that made the
+                # socket writable. Tell them before the hub next blocks.
+                self.poke()
 
 
 def _safety_timeout(socket: Any) -> float | None:

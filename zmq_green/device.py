@@ -52,6 +52,8 @@ _allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
 
 TERMINATE = b"TERMINATE"
 STATISTICS = b"STATISTICS"
+# pyzmq's own class, bound now: once zmq_green.monkey has patched zmq, zmq.Socket is ours.
+_ZmqSocket = zmq.Socket
 
 
 class Completion:
@@ -266,6 +268,17 @@ def proxy_steerable(
     ContextTerminated
         When the context of the sockets is terminated, as in pyzmq.
     """
+    for name, sock in (
+        ("frontend", frontend),
+        ("backend", backend),
+        ("capture", capture),
+        ("control", control),
+    ):
+        if sock is not None and not isinstance(sock, _ZmqSocket):
+            # What pyzmq's typed backend raises, before any thread is started.
+            raise TypeError(
+                f"Argument '{name}' has incorrect type (expected zmq.Socket, got {type(sock).__name__})"
+            )
     hub = get_hub_if_exists()
     if hub is None or getcurrent() is hub:
         # No greenlet to give the time to: block the thread, as pyzmq does.

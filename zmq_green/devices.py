@@ -17,10 +17,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 import zmq
-from zmq.devices import Device as _Device, ProcessDevice as _ProcessDevice, ThreadDevice as _ThreadDevice
-from zmq.devices.monitoredqueuedevice import MonitoredQueueBase
-from zmq.devices.proxydevice import ProxyBase
-from zmq.devices.proxysteerabledevice import ProxySteerableBase
+import zmq.devices as _zd
 
 from .context import Context
 from .device import Completion, NativeThread, green_socket, proxy, proxy_steerable
@@ -110,12 +107,17 @@ class _Foreground:
 class _DeviceThread(NativeThread):
     """A device's launcher: a real OS thread that reports an error as ``threading`` would."""
 
-    def _run(self) -> None:
-        super()._run()
-        error = self.exception
-        if error is not None:
-            print(f"Exception in device thread {self.target!r}:", file=sys.stderr)
-            traceback.print_exception(type(error), error, error.__traceback__)
+    def __init__(self, target: Callable[[], Any]) -> None:
+        super().__init__(_reporting, (target,))
+
+
+def _reporting(target: Callable[[], Any]) -> None:
+    try:
+        target()
+    except BaseException:
+        print(f"Exception in device thread {target!r}:", file=sys.stderr)
+        traceback.print_exc()
+        raise
 
 
 class _InThread:
@@ -134,11 +136,13 @@ class _InProcess:
         """Wait until the device process ends or *timeout* seconds pass, blocking only the calling greenlet."""
         poller = Poller()
         poller.register(self.launcher.sentinel, _POLLIN)
-        poller.poll(None if timeout is None else int(timeout * 1000))
-        self.launcher.join(0)  # reap it, if it ended
+        if poller.poll(None if timeout is None else int(timeout * 1000)):
+            # The child has closed its fds; reaping it waits for the rest of its exit,
+            # a matter of microseconds.
+            self.launcher.join()
 
 
-class Device(_Foreground, _Device):
+class Device(_Foreground, _zd.Device):
     """A 0MQ device run in the calling greenlet; see :class:`zmq.devices.Device`.
 
     ``start()`` blocks only the calling greenlet, until the context is terminated
@@ -150,15 +154,15 @@ class Device(_Foreground, _Device):
         proxy(*self._setup_sockets())
 
 
-class ThreadDevice(_InThread, _ThreadDevice):
+class ThreadDevice(_InThread, _zd.ThreadDevice):
     """A Device run in a real OS thread; see :class:`zmq.devices.ThreadDevice`."""
 
 
-class ProcessDevice(_InProcess, _ProcessDevice):
+class ProcessDevice(_InProcess, _zd.ProcessDevice):
     """A Device run in a child process; see :class:`zmq.devices.ProcessDevice`."""
 
 
-class Proxy(ProxyBase, Device):
+class Proxy(Device, _zd.Proxy):
     """A Proxy run in the calling greenlet; see :class:`zmq.devices.Proxy`."""
 
     def run_device(self) -> None:
@@ -166,15 +170,15 @@ class Proxy(ProxyBase, Device):
         proxy(*self._setup_sockets())  # type: ignore[no-untyped-call]
 
 
-class ThreadProxy(ProxyBase, ThreadDevice):
+class ThreadProxy(ThreadDevice, _zd.ThreadProxy):
     """A Proxy run in a real OS thread; see :class:`zmq.devices.ThreadProxy`."""
 
 
-class ProcessProxy(ProxyBase, ProcessDevice):
+class ProcessProxy(ProcessDevice, _zd.ProcessProxy):
     """A Proxy run in a child process; see :class:`zmq.devices.ProcessProxy`."""
 
 
-class ProxySteerable(ProxySteerableBase, Proxy):
+class ProxySteerable(Proxy, _zd.ProxySteerable):
     """A steerable Proxy run in the calling greenlet; see :class:`zmq.devices.ProxySteerable`."""
 
     def run_device(self) -> None:
@@ -182,15 +186,15 @@ class ProxySteerable(ProxySteerableBase, Proxy):
         proxy_steerable(*self._setup_sockets())  # type: ignore[no-untyped-call]
 
 
-class ThreadProxySteerable(ProxySteerableBase, ThreadProxy):
+class ThreadProxySteerable(ThreadProxy, _zd.ThreadProxySteerable):
     """A steerable Proxy run in a real OS thread; see :class:`zmq.devices.ThreadProxySteerable`."""
 
 
-class ProcessProxySteerable(ProxySteerableBase, ProcessProxy):
+class ProcessProxySteerable(ProcessProxy, _zd.ProcessProxySteerable):
     """A steerable Proxy run in a child process; see :class:`zmq.devices.ProcessProxySteerable`."""
 
 
-class MonitoredQueue(MonitoredQueueBase, Proxy):
+class MonitoredQueue(Proxy, _zd.MonitoredQueue):
     """A monitored queue run in the calling greenlet; see :class:`zmq.devices.MonitoredQueue`."""
 
     def run_device(self) -> None:
@@ -199,9 +203,9 @@ class MonitoredQueue(MonitoredQueueBase, Proxy):
         monitored_queue(ins, outs, mons, self._in_prefix, self._out_prefix)
 
 
-class ThreadMonitoredQueue(MonitoredQueueBase, ThreadProxy):
+class ThreadMonitoredQueue(ThreadProxy, _zd.ThreadMonitoredQueue):
     """A monitored queue run in a real OS thread; see :class:`zmq.devices.ThreadMonitoredQueue`."""
 
 
-class ProcessMonitoredQueue(MonitoredQueueBase, ProcessProxy):
+class ProcessMonitoredQueue(ProcessProxy, _zd.ProcessMonitoredQueue):
     """A monitored queue run in a child process; see :class:`zmq.devices.ProcessMonitoredQueue`."""

@@ -189,7 +189,10 @@ def test_term_wakes_100_waiters_with_eterm_and_stalls_nobody(resources: None, re
         calls += [pulls[i].poll, poller.poll]
     waits = zmq.stats()["waits"]
     greenlets = [gevent.spawn(outcome, call) for call in calls]
-    gevent.idle()
+    with gevent.Timeout(WAIT):
+        # (libuv may run the hub's callbacks over more than one idle turn)
+        while zmq.stats()["waits"] - waits < 100:
+            gevent.idle()
     assert zmq.stats()["waits"] - waits == 100 and not any(g.dead for g in greenlets)
 
     stalls: list[float] = []
@@ -279,7 +282,9 @@ def test_close_wakes_every_waiter_with_enotsock(resources: None, record_property
         watchers = soak.active_watchers()
         greenlets = [gevent.spawn(outcome, calls[i % len(calls)]) for i in range(80)]
         gevent.idle()
-        assert soak.active_watchers() > watchers and not any(g.dead for g in greenlets)
+        assert not any(g.dead for g in greenlets)
+        if soak.watchers_counted():
+            assert soak.active_watchers() > watchers
         pull.close()
         push.close()
         gevent.joinall(greenlets, timeout=WAIT)

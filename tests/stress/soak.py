@@ -20,6 +20,11 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def watchers_counted() -> bool:
+    """Whether the loop counts its active watchers (libev does; gevent's libuv loop says 0)."""
+    return "libev" in type(gevent.get_hub().loop).__module__
+
+
 def active_watchers() -> int:
     """Active (referenced) watchers of this thread's hub loop (libev's ``activecnt``)."""
     return int(gevent.get_hub().loop.activecnt)

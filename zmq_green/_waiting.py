@@ -38,11 +38,13 @@ Each socket has one :class:`SocketWaits` per hub: two FIFO lines (readers and
 writers), a set of pollers, and one io watcher on ``ZMQ_FD`` that is started only
 while somebody waits. Only the head of a line waits on the socket; the others wait
 for their turn. When ``EVENTS`` shows readiness, the head of the matching line and
-every matching poller are woken -- one greenlet per readiness per line. A head that
-leaves the line for any reason (success, timeout, kill, error) reads ``EVENTS``
-again, which hands the turn on if the socket is still ready. ``close()`` wakes
-every waiter with ``ENOTSOCK``; a terminating context wakes them with ``ETERM``
-(libzmq posts a command, ``EVENTS`` then fails with ``ETERM``).
+every matching poller are woken -- one greenlet per readiness per line. Whoever makes a
+call on the socket while others wait, and a head that leaves its line for any
+reason (success, timeout, kill, error), has ``EVENTS`` read again before the hub
+next blocks (:meth:`SocketWaits.poke`): that hands the turn on if the socket is
+still ready, in either direction. ``close()`` wakes every waiter with
+``ENOTSOCK``; a terminating context wakes them with ``ETERM`` (libzmq posts a
+command, ``EVENTS`` then fails with ``ETERM``).
 
 Blocking itself happens in :func:`block` only: a :class:`gevent.hub.Waiter` and at
 most one timer, closed on every exit. A head also arms the *safety timeout*. It
@@ -301,16 +303,13 @@ class SocketWaits:
             self.hub.loop.run_callback(self._poked)
 
     def _poked(self) -> None:
+        """The recheck itself: pass on what the calls revealed (runs in the hub)."""
         self.poked = False
-        self.recheck()
-
-    def recheck(self, me: Entry | None = None) -> None:
-        """After a call on the socket while others wait: pass on what it revealed."""
         if self.count and not self.closed:
             try:
-                self.events(me)
+                self.events()
             except zmq.ZMQError:
-                pass
+                pass  # every waiter has been told
 
     def fail_all(self, errno: int) -> None:
         """Wake every waiter with ``ZMQError(errno)``."""

@@ -6,7 +6,8 @@ must match; ``ctx`` gives a green context that is destroyed after the test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -44,6 +45,22 @@ def no_rescues() -> Iterator[None]:
     before = zmq_green.stats()["rescues"]
     yield
     assert zmq_green.stats()["rescues"] == before, "a wake-up was missed (safety timeout rescued it)"
+
+
+def outcome(func: Callable[..., Any], *args: Any) -> Any:
+    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
+    try:
+        return func(*args)
+    except BaseException as e:  # gevent.Timeout and GreenletExit included
+        return e
+
+
+def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        gevent.sleep(0.001)
 
 
 def pair(ctx: Any, a_type: int, b_type: int, transport: str = "inproc") -> tuple[Any, Any]:

@@ -11,20 +11,13 @@ import gevent
 import pytest
 import zmq
 import zmq.green
-from conftest import pair
+from conftest import outcome, pair, until
 
 import zmq_green
 from zmq_green._waiting import waits_of
 
 # -- helpers -------------------------------------------------------------------
 
-
-def outcome(func: Callable[..., Any], *args: Any) -> Any:
-    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
-    try:
-        return func(*args)
-    except BaseException as e:
-        return e
 
 
 class Background:
@@ -49,13 +42,6 @@ class Background:
         assert self._result, "still running"
         return self._result[0]
 
-
-def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        gevent.sleep(0.001)
 
 
 def control_pair(ctx: Any, control_type: int = zmq.PAIR) -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ import gevent
 import pytest
 import zmq
 import zmq.devices
-from conftest import pair
+from conftest import outcome, pair, until
 
 import zmq_green
 import zmq_green.devices as devices
@@ -22,20 +22,6 @@ from zmq_green.device import NativeThread
 # -- helpers -------------------------------------------------------------------
 
 
-def outcome(func: Callable[..., Any], *args: Any) -> Any:
-    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
-    try:
-        return func(*args)
-    except BaseException as e:
-        return e
-
-
-def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        gevent.sleep(0.001)
 
 
 class Ticker:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import gevent
 import pytest
+from conftest import outcome
 from gevent.event import AsyncResult, Event
 from stress import soak
 
@@ -31,13 +32,6 @@ WAIT = 20.0  # seconds allowed for anything that should happen at once; the mach
 # fds, hub watchers and rescues back where they started
 resources = soak.resources
 
-
-def outcome(func: Callable[..., Any], *args: Any) -> Any:
-    """What *func* returned, or the exception it raised."""
-    try:
-        return func(*args)
-    except BaseException as e:
-        return e
 
 
 def errnos(results: list[Any]) -> Counter[Any]:

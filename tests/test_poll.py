@@ -6,13 +6,13 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 import pytest
 import zmq
 import zmq.green
-from conftest import pair
+from conftest import outcome, pair, until
 
 import zmq_green
 from zmq_green._waiting import waits_of
@@ -20,24 +20,10 @@ from zmq_green._waiting import waits_of
 # -- helpers -------------------------------------------------------------------
 
 
-def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Let other greenlets run until *condition* holds (or fail after *seconds*)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        gevent.sleep(0.001)
-
 
 def waits() -> int:
     return zmq_green.stats()["waits"]
 
-
-def outcome(func: Callable[..., Any], *args: Any) -> Any:
-    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
-    try:
-        return func(*args)
-    except BaseException as e:
-        return e
 
 
 @pytest.fixture

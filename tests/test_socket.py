@@ -16,20 +16,13 @@ import gevent
 import gevent.event
 import pytest
 import zmq
-from conftest import pair
+from conftest import outcome, pair
 from zmq.backend import Socket as RawSocket
 
 import zmq_green
 
 # -- helpers -------------------------------------------------------------------
 
-
-def outcome(func: Callable[..., Any], *args: Any) -> Any:
-    """What *func* returned, or the exception it raised (so greenlets never print tracebacks)."""
-    try:
-        return func(*args)
-    except BaseException as e:  # gevent.Timeout and GreenletExit included
-        return e
 
 
 def waits() -> int:

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 import pytest
 import zmq
+from conftest import until
 
 import zmq_green
 from zmq_green.tracker import MessageTracker, green_tracker
@@ -19,17 +20,12 @@ from zmq_green.tracker import MessageTracker, green_tracker
 BIG = b"x" * 200_000  # above pyzmq's copy threshold: sent zero-copy, so tracked
 
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        gevent.sleep(0.001)
 
 
 def pending_send(ctx: Any, port: int) -> tuple[Any, Any]:

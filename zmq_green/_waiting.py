@@ -66,7 +66,7 @@ from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
-__all__ = ["Entry", "SocketWaits", "block", "reset_stats", "stats", "waits_of", "zmq_error"]
+__all__ = ["Entry", "SocketWaits", "block", "block_until", "reset_stats", "stats", "waits_of", "zmq_error"]
 
 _T = TypeVar("_T")
 
@@ -169,6 +169,17 @@ def block(entry: Entry, seconds: float | None) -> Any:
 
 
 DEFAULT_SAFETY_TIMEOUT = 10.0
+
+
+def block_until(entry: Entry, deadline: float | None, safety: float | None) -> tuple[Any, bool]:
+    """:func:`block` until *deadline* (monotonic seconds, or None) or for *safety* seconds.
+
+    Returns the wake-up value, and whether the deadline (not the safety timeout)
+    was the timer armed: with :data:`TIMER`, True means the deadline has passed.
+    """
+    remaining = None if deadline is None else deadline - _monotonic()
+    expiry = safety is None or (remaining is not None and remaining <= safety)
+    return block(entry, remaining if expiry else safety), expiry
 
 
 class SocketWaits:
@@ -378,10 +389,9 @@ class SocketWaits:
                         retry = True
                         continue
                 retry = True
-                remaining = None if deadline is None else deadline - _monotonic()
-                safety = _safety_timeout(self.socket) if head else None
-                expiry = safety is None or (remaining is not None and remaining <= safety)
-                value = block(entry, remaining if expiry else safety)
+                value, expiry = block_until(
+                    entry, deadline, _safety_timeout(self.socket) if head else None
+                )
                 if value is READY:
                     continue
                 if value is not TIMER:

@@ -18,7 +18,7 @@ from ._waiting import (
     Entry,
     SocketWaits,
     _stats,
-    block,
+    block_until,
     waits_of,
 )
 
@@ -52,7 +52,6 @@ class Poller(zmq.Poller):
         # Idle fd watchers per (fd, events, hub), kept between polls until the
         # registrations change. A poll takes its own, so concurrent polls never share one.
         self._idle_watchers: dict[tuple[int, int, Any], list[Any]] = {}
-        self._generation = 0
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
@@ -66,7 +65,6 @@ class Poller(zmq.Poller):
 
     def _changed(self) -> None:
         self._split = None
-        self._generation += 1
         self._close_idle_watchers()
 
     def _close_idle_watchers(self) -> None:
@@ -114,11 +112,11 @@ class Poller(zmq.Poller):
         entry = Entry(hub, 0)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = self.safety_timeout if self.safety_timeout and self.safety_timeout > 0 else None
-        zsocks, fds = self._registered()
+        registered = self._registered()
+        zsocks, fds = registered
         sockets = self.sockets
         joined: list[SocketWaits] = []
         watchers: list[tuple[tuple[int, int, Any], Any]] = []
-        generation = self._generation
         try:
             for waits, flags in zsocks:
                 waits.bind()
@@ -130,9 +128,7 @@ class Poller(zmq.Poller):
                 watchers.append((key, watcher))
                 watcher.start(entry.wake, READY)
             while True:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                expiry = safety is None or (remaining is not None and remaining <= safety)
-                value = block(entry, remaining if expiry else safety)
+                value, expiry = block_until(entry, deadline, safety)
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
                 # Readiness or a timer: zmq_poll says what is true.
@@ -147,7 +143,7 @@ class Poller(zmq.Poller):
         finally:
             for key, watcher in watchers:
                 watcher.stop()
-                if generation == self._generation:
+                if self._split is registered:  # registrations unchanged meanwhile
                     self._idle_watchers.setdefault(key, []).append(watcher)
                 else:
                     watcher.close()

@@ -353,7 +353,7 @@ def test_interrupted_poll_leaves_nothing_started(
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
             poller.poll(5000)
     waits = waits_of(pull)
-    assert waits.pollers == [] and waits.count == 0
+    assert not waits.pollers and waits.count == 0
     assert not waits.watcher.active
     idle = [w for ws in poller._idle_watchers.values() for w in ws]
     assert len(idle) == 1 and not idle[0].active
@@ -442,6 +442,6 @@ def test_select_killed_while_waiting_leaves_the_socket_clean(
     until(lambda: bool(waits_of(pull).pollers))
     waiting.kill()
     waits = waits_of(pull)
-    assert waits.pollers == [] and waits.count == 0 and not waits.watcher.active
+    assert not waits.pollers and waits.count == 0 and not waits.watcher.active
     push.send(b"m")
     assert pull.recv() == b"m"

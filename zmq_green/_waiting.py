@@ -66,7 +66,19 @@ from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
-__all__ = ["Entry", "SocketWaits", "block", "block_until", "reset_stats", "stats", "waits_of", "zmq_error"]
+__all__ = [
+    "Entry",
+    "PollEntry",
+    "SocketWaits",
+    "add_poller",
+    "block",
+    "block_until",
+    "remove_poller",
+    "reset_stats",
+    "stats",
+    "waits_of",
+    "zmq_error",
+]
 
 _T = TypeVar("_T")
 
@@ -146,6 +158,26 @@ class Entry:
             hub.loop.run_callback(self.waiter.switch, value)
 
 
+class PollEntry(Entry):
+    """A poller's place among the waiters of many sockets.
+
+    ``fired`` lists the sockets (their :class:`SocketWaits`, and the mask polled)
+    that woke it since it last blocked: after the wake-up only those need
+    checking, not every socket it polls.
+    """
+
+    __slots__ = ("fired",)
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub, 0)
+        self.fired: list[tuple[SocketWaits, int]] = []
+
+    def fire(self, waits: SocketWaits, mask: int) -> None:
+        """*waits*' socket may be ready for *mask*: note it, and wake the poller (once)."""
+        self.fired.append((waits, mask))
+        self.wake(READY)
+
+
 def block(entry: Entry, seconds: float | None) -> Any:
     """Switch to the hub until *entry* is woken or *seconds* pass.
 
@@ -200,7 +232,7 @@ class SocketWaits:
         "pollers",
         "readers",
         "watcher",
-        "writers"
+        "writers",
     )
 
     def __init__(self, socket: zmq.Socket[Any]) -> None:
@@ -209,8 +241,8 @@ class SocketWaits:
         self.watcher: Any = None
         self.readers: deque[Entry] = deque()
         self.writers: deque[Entry] = deque()
-        #: (entry, mask) of each greenlet polling the socket.
-        self.pollers: list[tuple[Entry, int]] = []
+        #: The mask each polling greenlet's entry waits for, in arrival order.
+        self.pollers: dict[PollEntry, int] = {}
         #: readers + writers + pollers: non-zero means someone may need waking.
         self.count = 0
         self.closed = False
@@ -267,7 +299,11 @@ class SocketWaits:
         if self.count == 1 and not self.writers:
             # A lone reader or poller: its retry (recv, or zmq_poll) processes the
             # commands and tells the truth; reading EVENTS first would do it twice.
-            (self.readers[0] if self.readers else self.pollers[0][0]).wake(READY)
+            if self.readers:
+                self.readers[0].wake(READY)
+            else:
+                poller, mask = next(iter(self.pollers.items()))
+                poller.fire(self, mask)
             return
         try:
             self.events()
@@ -298,9 +334,10 @@ class SocketWaits:
             head = self.writers[0]
             if head is not me:
                 head.wake(READY)
-        for entry, mask in self.pollers:
-            if mask & events and entry is not me:
-                entry.wake(READY)
+        # A copy: a woken poller runs at once (we may be in the hub) and leaves.
+        for poller, mask in list(self.pollers.items()):
+            if mask & events and poller is not me:
+                poller.fire(self, mask)
 
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.
@@ -324,7 +361,7 @@ class SocketWaits:
 
     def fail_all(self, errno: int) -> None:
         """Wake every waiter with ``ZMQError(errno)``."""
-        entries = [*self.readers, *self.writers, *(entry for entry, _ in self.pollers)]
+        entries = [*self.readers, *self.writers, *self.pollers]
         for entry in entries:
             entry.wake(zmq_error(errno))
 
@@ -389,9 +426,7 @@ class SocketWaits:
                         retry = True
                         continue
                 retry = True
-                value, expiry = block_until(
-                    entry, deadline, _safety_timeout(self.socket) if head else None
-                )
+                value, expiry = block_until(entry, deadline, _safety_timeout(self.socket) if head else None)
                 if value is READY:
                     continue
                 if value is not TIMER:
@@ -417,6 +452,31 @@ class SocketWaits:
 def _safety_timeout(socket: Any) -> float | None:
     timeout = getattr(socket, "safety_timeout", DEFAULT_SAFETY_TIMEOUT)
     return timeout if timeout and timeout > 0 else None
+
+
+def add_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> None:
+    """Make *entry* a poller of every socket in *polled* (``(waits, mask)`` pairs).
+
+    :meth:`SocketWaits.bind` and :meth:`SocketWaits.join` in one loop: a poller
+    joins its sockets on every wait, so this is its fast path.
+    """
+    hub = entry.hub
+    for waits, mask in polled:
+        if waits.hub is not hub:
+            waits.bind()
+        waits.pollers[entry] = mask
+        waits.count += 1
+        if waits.count == 1 and waits.watcher is not None:
+            waits.watcher.start(waits._on_fd)
+
+
+def remove_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> None:
+    """Undo :func:`add_poller`: *entry* leaves every socket it joined; idle watchers stop."""
+    for waits, _ in polled:
+        if waits.pollers.pop(entry, None) is not None:
+            waits.count -= 1
+            if waits.count == 0 and waits.watcher is not None:
+                waits.watcher.stop()
 
 
 def waits_of(socket: zmq.Socket[Any]) -> SocketWaits:

@@ -14,11 +14,12 @@ from ._waiting import (
     POLLIN,
     POLLOUT,
     READY,
-    TIMER,
-    Entry,
+    PollEntry,
     SocketWaits,
     _stats,
+    add_poller,
     block_until,
+    remove_poller,
     waits_of,
 )
 
@@ -109,36 +110,37 @@ class Poller(zmq.Poller):
 
     def _wait(self, timeout: int) -> list[tuple[Any, int]]:
         hub = get_hub()
-        entry = Entry(hub, 0)
+        entry = PollEntry(hub)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = self.safety_timeout if self.safety_timeout and self.safety_timeout > 0 else None
         registered = self._registered()
         zsocks, fds = registered
-        sockets = self.sockets
-        joined: list[SocketWaits] = []
         watchers: list[tuple[tuple[int, int, Any], Any]] = []
         try:
-            for waits, flags in zsocks:
-                waits.bind()
-                waits.pollers.append((entry, flags))
-                joined.append(waits)
-                waits.join()
+            add_poller(entry, zsocks)
             for fd, flags in fds:
                 key, watcher = self._take_fd_watcher(hub, fd, flags)
                 watchers.append((key, watcher))
                 watcher.start(entry.wake, READY)
             while True:
+                entry.fired.clear()
                 value, expiry = block_until(entry, deadline, safety)
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
-                # Readiness or a timer: zmq_poll says what is true.
-                ready = zmq_poll(sockets, 0)
+                if value is READY:
+                    # Every other socket's fd has stayed quiet since poll() found it
+                    # not ready, so it still is not: check only what fired.
+                    ready = self._check(entry.fired, fds)
+                    if ready:
+                        return ready
+                    continue
+                ready = zmq_poll(self.sockets, 0)
                 _pass_on(zsocks, 1)
-                if value is TIMER and not expiry:
+                if not expiry:
                     _stats["safety_wakeups"] += 1
                     if ready:
                         _stats["rescues"] += 1
-                if ready or (value is TIMER and expiry):
+                if ready or expiry:
                     return ready
         finally:
             for key, watcher in watchers:
@@ -147,13 +149,23 @@ class Poller(zmq.Poller):
                     self._idle_watchers.setdefault(key, []).append(watcher)
                 else:
                     watcher.close()
-            for waits in joined:
-                pollers = waits.pollers
-                for i in range(len(pollers)):
-                    if pollers[i][0] is entry:
-                        del pollers[i]
-                        break
-                waits.leave()
+            remove_poller(entry, zsocks)
+
+    def _check(
+        self, fired: list[tuple[SocketWaits, int]], fds: list[tuple[Any, int]]
+    ) -> list[tuple[Any, int]]:
+        """``zmq_poll`` the sockets that fired, and the raw fds, in registration order."""
+        if len(fired) == 1 and not fds:
+            waits, flags = fired[0]
+            items = [(waits.socket, flags)]
+        else:
+            seen = {waits for waits, _ in fired}
+            items = [(s, f) for s, f in self.sockets if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
+        ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
+        for waits, _ in fired:
+            if waits.count > 1:
+                waits.poke()  # the others polling or waiting on it
+        return ready
 
     def _take_fd_watcher(self, hub: Any, sock: Any, flags: int) -> tuple[tuple[int, int, Any], Any]:
         """An idle io watcher for a raw fd (or object with ``fileno()``), or a new one."""

@@ -418,11 +418,11 @@ class SocketWaits:
                             return op(*args)
                         except zmq.Again:
                             pass
-                    # A recv that fails has processed every pending command, as
-                    # reading EVENTS would (a send may skip them: libzmq throttles
-                    # command processing there). So a lone reader blocks at once;
-                    # otherwise EVENTS is read, for us and for the others.
-                    if (self.count > 1 or direction == POLLOUT) and self.events(entry) & direction:
+                    # A failed call left the fd signalled if anything is pending
+                    # (see above), so a lone waiter blocks at once: the hub's turn
+                    # is what EAGAIN means. With others waiting, EVENTS is read
+                    # for them and for us.
+                    if self.count > 1 and self.events(entry) & direction:
                         retry = True
                         continue
                 retry = True

@@ -51,6 +51,21 @@ most one timer, closed on every exit. A head also arms the *safety timeout*. It
 is a net, not a mechanism: when it fires and the socket turns out to be ready,
 the wake-up was missed, and :func:`stats` counts a *rescue*. The test suite
 asserts that there are none.
+
+Busy-polling
+------------
+
+The answer a head waits for usually comes from libzmq's I/O thread, which
+signals the fd from another CPU. If the hub is asleep in ``epoll_wait`` by then,
+the kernel must wake this thread's CPU first, and on virtual machines that costs
+more than the whole message took to travel: a request/reply round trip between
+two greenlets over loopback tcp spends most of its ~140 us in two such wake-ups.
+So a head asks the hub to *busy-poll* for a moment (``busy_poll`` seconds, 50 us
+by default) before it may sleep: an idle watcher keeps the loop polling its fds
+without blocking, so the signal is seen as soon as it is written. It changes
+when the hub notices the fd, nothing else: the same watcher wakes the same
+greenlet. It costs at most ``busy_poll`` of CPU per wait, and round trips run
+about 2.5 times faster.
 """
 
 from __future__ import annotations
@@ -67,6 +82,7 @@ from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
 __all__ = [
+    "DEFAULT_BUSY_POLL",
     "Entry",
     "PollEntry",
     "SocketWaits",
@@ -97,6 +113,8 @@ _monotonic = time.monotonic
 # What a waiter is woken with. Errors are passed as exception instances.
 READY = "ready"
 TIMER = "timer"
+
+DEFAULT_BUSY_POLL = 50e-6
 
 _stats = {"waits": 0, "safety_wakeups": 0, "rescues": 0}
 
@@ -178,17 +196,50 @@ class PollEntry(Entry):
         self.wake(READY)
 
 
-def block(entry: Entry, seconds: float | None) -> Any:
+class _BusyPoll:
+    """Keeps one hub's loop polling, without sleeping, until a moment has passed."""
+
+    __slots__ = ("until", "watcher")
+
+    def __init__(self, hub: Hub) -> None:
+        self.until = 0.0
+        # An idle watcher makes the loop poll with a zero timeout while it is
+        # active; ref=False, so that busy-polling alone keeps no loop running.
+        self.watcher = hub.loop.idle(ref=False)
+
+    def extend(self, seconds: float) -> None:
+        """Poll without sleeping for at least *seconds* from now."""
+        until = _monotonic() + seconds
+        if until > self.until:
+            self.until = until
+        if not self.watcher.active:
+            self.watcher.start(self._tick)
+
+    def _tick(self) -> None:
+        if _monotonic() >= self.until:
+            self.watcher.stop()
+
+
+_busy_polls: weakref.WeakKeyDictionary[Hub, _BusyPoll] = weakref.WeakKeyDictionary()
+
+
+def block(entry: Entry, seconds: float | None, busy_poll: float = 0.0) -> Any:
     """Switch to the hub until *entry* is woken or *seconds* pass.
 
-    The only place zmq_green blocks a greenlet. Returns the wake-up value
-    (:data:`READY`, :data:`TIMER`, or an exception instance for the caller to
-    raise). The timer never outlives the call.
+    The only place zmq_green blocks a greenlet. With *busy_poll*, the hub polls
+    without sleeping for that many seconds first (see the module's notes).
+    Returns the wake-up value (:data:`READY`, :data:`TIMER`, or an exception
+    instance for the caller to raise). The timer never outlives the call.
     """
     _stats["waits"] += 1
     waiter = entry.waiter
     waiter.clear()
     entry.woken = False
+    if busy_poll > 0:
+        busy = _busy_polls.get(entry.hub)
+        if busy is None:
+            busy = _busy_polls[entry.hub] = _BusyPoll(entry.hub)
+        busy.extend(busy_poll)
     if seconds is None:
         return waiter.get()
     # libuv counts whole milliseconds (and warns below one).
@@ -203,7 +254,9 @@ def block(entry: Entry, seconds: float | None) -> Any:
 DEFAULT_SAFETY_TIMEOUT = 10.0
 
 
-def block_until(entry: Entry, deadline: float | None, safety: float | None) -> tuple[Any, bool]:
+def block_until(
+    entry: Entry, deadline: float | None, safety: float | None, busy_poll: float = 0.0
+) -> tuple[Any, bool]:
     """:func:`block` until *deadline* (monotonic seconds, or None) or for *safety* seconds.
 
     Returns the wake-up value, and whether the deadline (not the safety timeout)
@@ -211,7 +264,7 @@ def block_until(entry: Entry, deadline: float | None, safety: float | None) -> t
     """
     remaining = None if deadline is None else deadline - _monotonic()
     expiry = safety is None or (remaining is not None and remaining <= safety)
-    return block(entry, remaining if expiry else safety), expiry
+    return block(entry, remaining if expiry else safety, busy_poll), expiry
 
 
 class SocketWaits:
@@ -426,7 +479,11 @@ class SocketWaits:
                         retry = True
                         continue
                 retry = True
-                value, expiry = block_until(entry, deadline, _safety_timeout(self.socket) if head else None)
+                if head:
+                    sock = self.socket
+                    value, expiry = block_until(entry, deadline, _safety_timeout(sock), _busy_poll(sock))
+                else:
+                    value, expiry = block_until(entry, deadline, None)
                 if value is READY:
                     continue
                 if value is not TIMER:
@@ -452,6 +509,11 @@ class SocketWaits:
 def _safety_timeout(socket: Any) -> float | None:
     timeout = getattr(socket, "safety_timeout", DEFAULT_SAFETY_TIMEOUT)
     return timeout if timeout and timeout > 0 else None
+
+
+def _busy_poll(socket: Any) -> float:
+    seconds = getattr(socket, "busy_poll", DEFAULT_BUSY_POLL)
+    return seconds if seconds and seconds > 0 else 0.0
 
 
 def add_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> None:

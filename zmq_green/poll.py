@@ -10,6 +10,7 @@ from gevent import get_hub
 from zmq.backend import zmq_poll
 
 from ._waiting import (
+    DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
     POLLIN,
     POLLOUT,
@@ -43,9 +44,12 @@ class Poller(zmq.Poller):
     ----------
     safety_timeout : float or None
         As :attr:`zmq_green.Socket.safety_timeout`, for a blocked :meth:`poll`.
+    busy_poll : float
+        As :attr:`zmq_green.Socket.busy_poll`, for a blocked :meth:`poll`.
     """
 
     safety_timeout: float | None = DEFAULT_SAFETY_TIMEOUT
+    busy_poll: float = DEFAULT_BUSY_POLL
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,6 +117,7 @@ class Poller(zmq.Poller):
         entry = PollEntry(hub)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = self.safety_timeout if self.safety_timeout and self.safety_timeout > 0 else None
+        busy_poll = self.busy_poll if self.busy_poll and self.busy_poll > 0 else 0.0
         registered = self._registered()
         zsocks, fds = registered
         watchers: list[tuple[tuple[int, int, Any], Any]] = []
@@ -124,7 +129,7 @@ class Poller(zmq.Poller):
                 watcher.start(entry.wake, READY)
             while True:
                 entry.fired.clear()
-                value, expiry = block_until(entry, deadline, safety)
+                value, expiry = block_until(entry, deadline, safety, busy_poll)
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
                 if value is READY:

@@ -63,6 +63,25 @@ def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
         gevent.sleep(0.001)
 
 
+class Ticker:
+    """A greenlet counting how often it ran: proof that the hub kept running."""
+
+    def __init__(self, every: float = 0.005) -> None:
+        self.ticks = 0
+        self._every = every
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self._every)
+            self.ticks += 1
+
+    def stop(self) -> int:
+        """Stop counting; the number of ticks."""
+        self._greenlet.kill()
+        return self.ticks
+
+
 def pair(ctx: Any, a_type: int, b_type: int, transport: str = "inproc") -> tuple[Any, Any]:
     """Two connected sockets of *ctx*: ``a`` binds, ``b`` connects."""
     a = ctx.socket(a_type)

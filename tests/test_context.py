@@ -15,7 +15,7 @@ from typing import Any, Callable
 import gevent
 import pytest
 import zmq
-from test_socket import outcome
+from conftest import Ticker, outcome
 
 import zmq_green
 
@@ -40,25 +40,16 @@ def lingering_push(ctx: Any, endpoint: str) -> Any:
     return push
 
 
-def ticks_while(call: Callable[[], Any], tick: float = 0.005) -> tuple[int, float]:
-    """Run *call* in this greenlet while a ticker greenlet counts; return (ticks, seconds)."""
-    ticks = 0
-
-    def ticker() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(tick)
-            ticks += 1
-
-    ticking = gevent.spawn(ticker)
+def ticks_while(call: Callable[[], Any]) -> tuple[int, float]:
+    """Run *call* in this greenlet while a :class:`Ticker` counts; return (ticks, seconds)."""
+    ticker = Ticker()
     start = time.monotonic()
     try:
         call()
     finally:
         elapsed = time.monotonic() - start
-        counted = ticks
-        ticking.kill()
-    return counted, elapsed
+        ticks = ticker.stop()
+    return ticks, elapsed
 
 
 def test_context_repr_names_the_green_class() -> None:

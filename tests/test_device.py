@@ -11,7 +11,7 @@ import gevent
 import pytest
 import zmq
 import zmq.green
-from conftest import outcome, pair, until
+from conftest import Ticker, outcome, pair, until
 
 import zmq_green
 from zmq_green._waiting import waits_of
@@ -81,14 +81,6 @@ def test_proxy_blocks_only_the_calling_greenlet_where_zmq_green_freezes_the_hub(
             control.linger = 0
             control.bind("tcp://127.0.0.1:*")
             endpoint = control.last_endpoint
-            ticks = 0
-
-            def ticker() -> None:
-                nonlocal ticks
-                while True:
-                    gevent.sleep(0.005)
-                    ticks += 1
-
             def terminate_from_a_thread(endpoint: str = endpoint) -> None:
                 # A real thread with a context of its own: it runs even when the hub cannot.
                 with zmq.Context() as native, native.socket(zmq.PAIR) as peer:
@@ -97,21 +89,20 @@ def test_proxy_blocks_only_the_calling_greenlet_where_zmq_green_freezes_the_hub(
                     command(peer, b"TERMINATE")
 
             def terminate_from_a_greenlet(ctx: Any = ctx, endpoint: str = endpoint) -> None:
-                until(lambda: ticks >= 10)  # noqa: B023 - used within this iteration only
+                until(lambda: ticker.ticks >= 10)  # noqa: B023 - used within this iteration only
                 peer = ctx.socket(zmq.PAIR)
                 peer.linger = 1000
                 peer.connect(endpoint)
                 command(peer, b"TERMINATE")
 
-            ticking = gevent.spawn(ticker)
+            ticker = Ticker()
             rescue = threading.Timer(1.0, terminate_from_a_thread)
             if frozen:
                 rescue.start()
             else:
                 gevent.spawn(terminate_from_a_greenlet)
             assert module.proxy_steerable(frontend, backend, None, control) == 0
-            seen = ticks
-            ticking.kill()
+            seen = ticker.stop()
             if frozen:
                 rescue.join()
         finally:

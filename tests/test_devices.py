@@ -13,7 +13,7 @@ import gevent
 import pytest
 import zmq
 import zmq.devices
-from conftest import outcome, pair, until
+from conftest import Ticker, outcome, pair, until
 
 import zmq_green
 import zmq_green.devices as devices
@@ -22,23 +22,6 @@ from zmq_green.device import NativeThread
 # -- helpers -------------------------------------------------------------------
 
 
-
-
-class Ticker:
-    """A greenlet counting how often it ran, to show the hub kept running."""
-
-    def __init__(self) -> None:
-        self.ticks = 0
-        self._greenlet = gevent.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(0.005)
-            self.ticks += 1
-
-    def stop(self) -> int:
-        self._greenlet.kill()
-        return self.ticks
 
 
 def streamer(dev: Any, ctx: Any) -> tuple[Any, Any]:

@@ -16,7 +16,7 @@ import gevent
 import gevent.event
 import pytest
 import zmq
-from conftest import outcome, pair
+from conftest import Ticker, outcome, pair
 from zmq.backend import Socket as RawSocket
 
 import zmq_green
@@ -171,20 +171,12 @@ def test_socket_poll_timeout_returns_zero_and_blocks_only_the_caller(
     ctx: zmq_green.Context, no_rescues: None
 ) -> None:
     pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
-    ticks = 0
-
-    def ticker() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.005)
-            ticks += 1
-
-    tick = gevent.spawn(ticker)
+    ticker = Ticker()
     try:
         assert pull.poll(timeout=100) == 0
     finally:
-        tick.kill()
-    assert ticks >= 3
+        ticker.stop()
+    assert ticker.ticks >= 3
 
 
 # -- point: explicit NOBLOCK/DONTWAIT keeps pyzmq semantics -------------------

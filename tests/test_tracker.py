@@ -12,7 +12,7 @@ from typing import Any
 import gevent
 import pytest
 import zmq
-from conftest import until
+from conftest import Ticker, until
 
 import zmq_green
 from zmq_green.tracker import MessageTracker, green_tracker
@@ -56,21 +56,13 @@ def test_wait_blocks_only_the_calling_greenlet_until_zmq_is_done(ctx: zmq_green.
     port = free_port()
     _push, tracker = pending_send(ctx, port)
     waiting = gevent.spawn(tracker.wait)
-    ticks = 0
-
-    def ticker() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.005)
-            ticks += 1
-
-    ticking = gevent.spawn(ticker)
-    until(lambda: ticks >= 5)
+    ticker = Ticker()
+    until(lambda: ticker.ticks >= 5)
     assert not waiting.ready()
     assert deliver(ctx, port) == BIG
     assert waiting.get(timeout=5) is None
     assert tracker.done
-    ticking.kill()
+    ticker.stop()
 
 
 @pytest.mark.timeout(10)

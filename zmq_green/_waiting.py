@@ -23,11 +23,13 @@ command arrives. Two consequences shape everything below:
 
 * a waiter must read ``EVENTS`` *after* it joined the waiters and *before* it
   blocks: if the socket is not ready at that moment, libzmq guarantees the fd
-  will fire on the next change. A ``recv`` that fails with ``EAGAIN`` has just
-  done exactly that (libzmq processes every pending command before giving up),
-  so a reader that waits alone may block right after it; a ``send`` may skip
-  the commands (libzmq throttles their processing there), so writers read
-  ``EVENTS``;
+  will fire on the next change. A call that failed with ``EAGAIN`` has just done
+  as much for a waiter that is alone: a ``recv`` processes every pending
+  command before giving up, and a ``send`` either does too or skips them all
+  (libzmq throttles their processing there), and then the fd is still
+  signalled -- it is cleared only when the commands are read. So a lone waiter
+  blocks right after its failed call, which also gives the other greenlets
+  their turn: that is what ``EAGAIN`` means in a cooperative program;
 * whoever makes a call on a socket while others wait on it may have eaten their
   signal, so it must read ``EVENTS`` once and wake whoever can now proceed.
 

@@ -65,7 +65,7 @@ def _peers() -> dict[str, Peer]:
             ),
             Peer(
                 "raw",
-                "plain pyzmq, one thread, DONTWAIT loop (the ceiling for one thread)",
+                "plain pyzmq, one thread, DONTWAIT loop blocking in zmq_poll",
                 raw.RAW_BODIES,
                 other="no one-thread form",
             ),

@@ -1,4 +1,4 @@
-"""The one-thread ceiling: pyzmq itself, every call with DONTWAIT, no greenlets, no event loop.
+"""pyzmq itself in one thread: every call with DONTWAIT, no greenlets, no event loop.
 
 One loop sends until the socket says ``Again``, then receives until it says
 ``Again``, and so on, through pyzmq's public ``Socket.send``/``recv`` with
@@ -98,8 +98,9 @@ def reqrep(n: int) -> Figures:
 
     The client sends; the thread blocks in ``zmq_poll`` until the server has the
     request, echoes it, and blocks again until the client has the reply. No Python
-    is run while a message travels, so this is the round-trip rate of one thread:
-    what any single-threaded peer (greenlets, asyncio) can at best reach.
+    is run while a message travels: the round-trip rate of one thread that sleeps
+    while it waits, as pyzmq's blocking calls do. (zmq_green's busy-polling keeps
+    its hub awake instead, and goes faster; see ``zmq_green._waiting``.)
     """
     rep, req = pair(zmq.Context(), REP, REQ, "tcp")
 

@@ -1,4 +1,4 @@
-"""The package type-checks (mypy --strict) and lints (ruff) clean, as configured in pyproject.toml."""
+"""The package type-checks (mypy --strict), lints and is formatted (ruff) clean, as configured in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -27,4 +27,10 @@ def test_mypy_strict_is_clean_on_the_package() -> None:
 @pytest.mark.timeout(120)
 def test_ruff_is_clean_on_package_tests_and_examples() -> None:
     result = _run("ruff", "check", "zmq_green", "tests", "examples")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_ruff_format_leaves_package_tests_and_examples_unchanged() -> None:
+    result = _run("ruff", "format", "--check", "zmq_green", "tests", "examples")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -19,7 +19,6 @@ from zmq_green._waiting import waits_of
 # -- helpers -------------------------------------------------------------------
 
 
-
 class Background:
     """``func(*args)`` beside the test: a greenlet for zmq_green, a thread for pyzmq,
     whose proxy blocks the thread that calls it."""
@@ -41,7 +40,6 @@ class Background:
         self._thread.join(timeout)
         assert self._result, "still running"
         return self._result[0]
-
 
 
 def control_pair(ctx: Any, control_type: int = zmq.PAIR) -> tuple[Any, Any]:
@@ -81,6 +79,7 @@ def test_proxy_blocks_only_the_calling_greenlet_where_zmq_green_freezes_the_hub(
             control.linger = 0
             control.bind("tcp://127.0.0.1:*")
             endpoint = control.last_endpoint
+
             def terminate_from_a_thread(endpoint: str = endpoint) -> None:
                 # A real thread with a context of its own: it runs even when the hub cannot.
                 with zmq.Context() as native, native.socket(zmq.PAIR) as peer:

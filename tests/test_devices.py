@@ -22,8 +22,6 @@ from zmq_green.device import NativeThread
 # -- helpers -------------------------------------------------------------------
 
 
-
-
 def streamer(dev: Any, ctx: Any) -> tuple[Any, Any]:
     """Bind *dev* as a PULL->PUSH streamer on random ports; (producer, consumer) of *ctx*."""
     in_port = dev.bind_in_to_random_port("tcp://127.0.0.1")

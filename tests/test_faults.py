@@ -33,7 +33,6 @@ WAIT = 20.0  # seconds allowed for anything that should happen at once; the mach
 resources = soak.resources
 
 
-
 def errnos(results: list[Any]) -> Counter[Any]:
     return Counter(getattr(r, "errno", repr(r)) for r in results)
 

@@ -12,7 +12,7 @@ import gevent
 import pytest
 import zmq
 import zmq.green
-from conftest import outcome, pair, until
+from conftest import Ticker, outcome, pair, until
 
 import zmq_green
 from zmq_green._waiting import waits_of
@@ -20,10 +20,8 @@ from zmq_green._waiting import waits_of
 # -- helpers -------------------------------------------------------------------
 
 
-
 def waits() -> int:
     return zmq_green.stats()["waits"]
-
 
 
 @pytest.fixture
@@ -35,24 +33,6 @@ def pipe() -> Iterator[tuple[int, int]]:
             os.close(fd)
         except OSError:
             pass
-
-
-class Ticker:
-    """A greenlet counting how often it ran, to show the hub kept running."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.ticks = 0
-        self._interval = interval
-        self._greenlet = gevent.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(self._interval)
-            self.ticks += 1
-
-    def stop(self) -> int:
-        self._greenlet.kill()
-        return self.ticks
 
 
 def named(result: list[tuple[Any, int]], names: dict[Any, str]) -> list[tuple[str, int]]:

@@ -24,7 +24,6 @@ import zmq_green
 # -- helpers -------------------------------------------------------------------
 
 
-
 def waits() -> int:
     return zmq_green.stats()["waits"]
 

@@ -20,12 +20,10 @@ from zmq_green.tracker import MessageTracker, green_tracker
 BIG = b"x" * 200_000  # above pyzmq's copy threshold: sent zero-copy, so tracked
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
 
 
 def pending_send(ctx: Any, port: int) -> tuple[Any, Any]:

@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="zmq-green",
         description="zmq_green: pyzmq for gevent. Tools to measure it and to run devices.",
     )
-    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="; ".join(
-        f"{name}: {helptext}" for name, (_, helptext) in sorted(SUBCOMMANDS.items())
-    ))
+    parser.add_argument(
+        "command",
+        choices=sorted(SUBCOMMANDS),
+        help="; ".join(f"{name}: {helptext}" for name, (_, helptext) in sorted(SUBCOMMANDS.items())),
+    )
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if args else 2

@@ -83,6 +83,8 @@ from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
+from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT
+
 __all__ = [
     "DEFAULT_BUSY_POLL",
     "Entry",
@@ -101,13 +103,6 @@ __all__ = [
 _T = TypeVar("_T")
 
 # Plain ints: enum arithmetic costs microseconds per call (see DESIGN.md).
-POLLIN = int(zmq.POLLIN)
-POLLOUT = int(zmq.POLLOUT)
-_EVENTS = int(zmq.EVENTS)
-_FD = int(zmq.FD)
-_ENOTSOCK = int(zmq.ENOTSOCK)
-_ETERM = int(zmq.ETERM)
-_EAGAIN = int(zmq.EAGAIN)
 
 _raw_get = _RawSocket.get
 _monotonic = time.monotonic
@@ -143,9 +138,9 @@ def reset_stats() -> None:
 
 def zmq_error(errno: int) -> zmq.ZMQError:
     """The exception pyzmq raises for *errno* (``Again``, ``ContextTerminated``...)."""
-    if errno == _EAGAIN:
+    if errno == EAGAIN:
         return zmq.Again(errno)
-    if errno == _ETERM:
+    if errno == ETERM:
         return zmq.ContextTerminated(errno)
     return zmq.ZMQError(errno)
 
@@ -310,7 +305,7 @@ class SocketWaits:
     def socket(self) -> zmq.Socket[Any]:
         sock = self._ref()
         if sock is None:  # only reachable from a stale watcher callback
-            raise zmq_error(_ENOTSOCK)
+            raise zmq_error(ENOTSOCK)
         return sock
 
     # -- joining and leaving ----------------------------------------------
@@ -325,14 +320,14 @@ class SocketWaits:
                     "a zmq socket must not be used from two threads at once"
                 )
             if self.closed:
-                raise zmq_error(_ENOTSOCK)
+                raise zmq_error(ENOTSOCK)
             if self.watcher is not None:
                 try:
                     self.watcher.close()
                 except ValueError:
                     pass  # its loop was destroyed with the other thread's hub
             self.hub = hub
-            self.watcher = hub.loop.io(_raw_get(self.socket, _FD), 1)
+            self.watcher = hub.loop.io(_raw_get(self.socket, FD), 1)
         return hub
 
     def join(self) -> None:
@@ -372,9 +367,9 @@ class SocketWaits:
         is raised to the caller too.
         """
         try:
-            events = cast(int, _raw_get(self.socket, _EVENTS))
+            events = cast(int, _raw_get(self.socket, EVENTS))
         except zmq.ZMQError as e:
-            self.fail_all(e.errno or _ENOTSOCK)
+            self.fail_all(e.errno or ENOTSOCK)
             raise
         self.dispatch(events, me)
         return events
@@ -429,7 +424,7 @@ class SocketWaits:
                 watcher.close()
             except Exception:  # pragma: no cover - the hub is gone (interpreter exit)
                 pass
-        self.fail_all(_ENOTSOCK)
+        self.fail_all(ENOTSOCK)
 
     # -- waiting ----------------------------------------------------------
 
@@ -451,7 +446,7 @@ class SocketWaits:
         if timeout_ms == 0:
             # pyzmq's RCVTIMEO/SNDTIMEO of 0: fail at once, as the fast path just did.
             self.poke()
-            raise zmq_error(_EAGAIN)
+            raise zmq_error(EAGAIN)
         hub = self.bind()
         entry = Entry(hub, direction)
         line = self.readers if direction == POLLIN else self.writers
@@ -465,7 +460,7 @@ class SocketWaits:
         try:
             while True:
                 if self.closed:
-                    raise zmq_error(_ENOTSOCK)
+                    raise zmq_error(ENOTSOCK)
                 head = line[0] is entry
                 if head:
                     if retry:
@@ -496,7 +491,7 @@ class SocketWaits:
                     if ready and head:
                         _stats["rescues"] += 1
                 elif not (ready and head):
-                    raise zmq_error(_EAGAIN)
+                    raise zmq_error(EAGAIN)
         finally:
             was_head = line[0] is entry
             line.remove(entry)

@@ -19,6 +19,7 @@ from typing import Any, Callable, NoReturn
 import zmq
 import zmq.devices as _zd
 
+from ._ints import POLLIN, ROUTER
 from .context import Context
 from .device import Completion, NativeThread, green_socket, proxy, proxy_steerable
 from .poll import Poller
@@ -38,9 +39,6 @@ __all__ = [
     "ThreadProxySteerable",
     "monitored_queue",
 ]
-
-_POLLIN = int(zmq.POLLIN)
-_ROUTER = int(zmq.ROUTER)
 
 
 def monitored_queue(
@@ -69,11 +67,11 @@ def monitored_queue(
         The prefixes of each direction on *mon_socket*.
     """
     ins, outs, mons = (green_socket(s) for s in (in_socket, out_socket, mon_socket))
-    swap_ids = ins.type == _ROUTER and outs.type == _ROUTER
+    swap_ids = ins.type == ROUTER and outs.type == ROUTER
     routes = {ins: (outs, in_prefix), outs: (ins, out_prefix)}
     poller = Poller()
-    poller.register(ins, _POLLIN)
-    poller.register(outs, _POLLIN)
+    poller.register(ins, POLLIN)
+    poller.register(outs, POLLIN)
     while True:
         for source, _ in poller.poll():
             target, prefix = routes[source]
@@ -135,7 +133,7 @@ class _InProcess:
     def join(self, timeout: float | None = None) -> None:
         """Wait until the device process ends or *timeout* seconds pass, blocking only the calling greenlet."""
         poller = Poller()
-        poller.register(self.launcher.sentinel, _POLLIN)
+        poller.register(self.launcher.sentinel, POLLIN)
         if poller.poll(None if timeout is None else int(timeout * 1000)):
             # The child has closed its fds; reaping it waits for the rest of its exit,
             # a matter of microseconds.

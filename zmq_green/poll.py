@@ -9,11 +9,10 @@ import zmq
 from gevent import get_hub
 from zmq.backend import zmq_poll
 
+from ._ints import POLLERR, POLLIN, POLLOUT
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
-    POLLIN,
-    POLLOUT,
     READY,
     PollEntry,
     SocketWaits,
@@ -26,7 +25,6 @@ from ._waiting import (
 
 __all__ = ["Poller", "select"]
 
-_POLLERR = int(zmq.POLLERR)
 _INT_MAX = 2**31 - 1
 # pyzmq's own class, bound now: once zmq_green.monkey has patched zmq, zmq.Socket is ours.
 _ZmqSocket = zmq.Socket
@@ -176,7 +174,7 @@ class Poller(zmq.Poller):
         """An idle io watcher for a raw fd (or object with ``fileno()``), or a new one."""
         fd = sock if isinstance(sock, int) else sock.fileno()
         # POLLERR alone still needs a readable watch: errors show as readable.
-        events = (1 if flags & (POLLIN | _POLLERR) else 0) | (2 if flags & POLLOUT else 0)
+        events = (1 if flags & (POLLIN | POLLERR) else 0) | (2 if flags & POLLOUT else 0)
         key = (fd, events, hub)
         idle = self._idle_watchers.get(key)
         return key, idle.pop() if idle else hub.loop.io(fd, events)
@@ -228,7 +226,7 @@ def select(
         if s in wlist:
             flags |= POLLOUT
         if s in xlist:
-            flags |= _POLLERR
+            flags |= POLLERR
         poller.register(s, flags)
     r: list[Any] = []
     w: list[Any] = []
@@ -238,6 +236,6 @@ def select(
             r.append(s)
         if flags & POLLOUT:
             w.append(s)
-        if flags & _POLLERR:
+        if flags & POLLERR:
             x.append(s)
     return r, w, x

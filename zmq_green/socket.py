@@ -8,11 +8,10 @@ from typing import Any, TypeVar, cast
 import zmq
 from zmq.backend import Socket as _RawSocket
 
+from ._ints import DONTWAIT, EVENTS, POLLIN, POLLOUT, RCVMORE, RCVTIMEO, SNDMORE, SNDTIMEO
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
-    POLLIN,
-    POLLOUT,
     SocketWaits,
     waits_of,
     zmq_error,
@@ -28,12 +27,6 @@ _recv = _RawSocket.recv
 _recv_into = _RawSocket.recv_into
 _get = _RawSocket.get
 
-_DONTWAIT = int(zmq.DONTWAIT)
-_SNDMORE = int(zmq.SNDMORE)
-_EVENTS = int(zmq.EVENTS)
-_RCVMORE = int(zmq.RCVMORE)
-_RCVTIMEO = int(zmq.RCVTIMEO)
-_SNDTIMEO = int(zmq.SNDTIMEO)
 _Again = zmq.Again
 _ZMQError = zmq.ZMQError
 
@@ -96,7 +89,7 @@ class Socket(zmq.Socket[_Recv_co]):
         another greenlet waits for: it is passed on to them.
         """
         value = _get(self, option)
-        if option == _EVENTS:
+        if option == EVENTS:
             waits = self._waits
             if waits.count:
                 waits.dispatch(cast(int, value))
@@ -128,9 +121,9 @@ class Socket(zmq.Socket[_Recv_co]):
         tracker: zmq.MessageTracker | None
         if not waits.held:
             try:
-                tracker = _send(self, data, flags | _DONTWAIT, copy, track)
+                tracker = _send(self, data, flags | DONTWAIT, copy, track)
             except _Again:
-                if flags & _DONTWAIT:
+                if flags & DONTWAIT:
                     waits.poke()
                     raise
             except _ZMQError:
@@ -140,10 +133,10 @@ class Socket(zmq.Socket[_Recv_co]):
                 if waits.count:
                     waits.poke()
                 return green_tracker(tracker) if track and tracker else tracker
-        elif flags & _DONTWAIT:
+        elif flags & DONTWAIT:
             raise zmq_error(zmq.EAGAIN)
         tracker = waits.call(
-            POLLOUT, cast(int, _get(self, _SNDTIMEO)), _send, self, data, flags | _DONTWAIT, copy, track
+            POLLOUT, cast(int, _get(self, SNDTIMEO)), _send, self, data, flags | DONTWAIT, copy, track
         )
         return green_tracker(tracker) if track and tracker else tracker
 
@@ -177,13 +170,13 @@ class Socket(zmq.Socket[_Recv_co]):
         if last < 0:
             # pyzmq's own behaviour for an empty message
             raise IndexError("list index out of range")
-        tracker = self.send(msg_parts[0], flags | _SNDMORE if last else flags, copy=copy, track=track)
+        tracker = self.send(msg_parts[0], flags | SNDMORE if last else flags, copy=copy, track=track)
         if not last:
             return tracker
         waits = self._waits
-        more = flags | _SNDMORE | _DONTWAIT
+        more = flags | SNDMORE | DONTWAIT
         for i in range(1, last + 1):
-            frame_flags = more if i < last else flags | _DONTWAIT
+            frame_flags = more if i < last else flags | DONTWAIT
             try:
                 tracker = _send(self, msg_parts[i], frame_flags, copy, track)
             except _Again:
@@ -212,9 +205,9 @@ class Socket(zmq.Socket[_Recv_co]):
             flags = _as_int(flags)
         waits = self._waits
         try:
-            msg = _recv(self, flags | _DONTWAIT, copy, track)
+            msg = _recv(self, flags | DONTWAIT, copy, track)
         except _Again:
-            if flags & _DONTWAIT:
+            if flags & DONTWAIT:
                 waits.poke()
                 raise
         except _ZMQError:
@@ -224,9 +217,7 @@ class Socket(zmq.Socket[_Recv_co]):
             if waits.count:
                 waits.poke()
             return msg
-        return waits.call(
-            POLLIN, cast(int, _get(self, _RCVTIMEO)), _recv, self, flags | _DONTWAIT, copy, track
-        )
+        return waits.call(POLLIN, cast(int, _get(self, RCVTIMEO)), _recv, self, flags | DONTWAIT, copy, track)
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
         """Receive a multipart message as a list of bytes or Frames, greenly.
@@ -236,7 +227,7 @@ class Socket(zmq.Socket[_Recv_co]):
         Parameters are those of :meth:`zmq.Socket.recv_multipart`.
         """
         parts = [self.recv(flags, copy=copy, track=track)]
-        while _get(self, _RCVMORE):
+        while _get(self, RCVMORE):
             parts.append(self.recv(flags, copy=copy, track=track))
         return parts
 
@@ -249,9 +240,9 @@ class Socket(zmq.Socket[_Recv_co]):
             flags = _as_int(flags)
         waits = self._waits
         try:
-            n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
+            n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | DONTWAIT)
         except _Again:
-            if flags & _DONTWAIT:
+            if flags & DONTWAIT:
                 waits.poke()
                 raise
         except _ZMQError:
@@ -262,7 +253,7 @@ class Socket(zmq.Socket[_Recv_co]):
                 waits.poke()
             return n
         return waits.call(
-            POLLIN, cast(int, _get(self, _RCVTIMEO)), _recv_into_dontwait, self, buffer, nbytes, flags
+            POLLIN, cast(int, _get(self, RCVTIMEO)), _recv_into_dontwait, self, buffer, nbytes, flags
         )
 
     _poller_class = Poller
@@ -276,7 +267,7 @@ def _as_int(flags: Any) -> int:
 
 
 def _recv_into_dontwait(socket: Socket[Any], buffer: Any, nbytes: int, flags: int) -> int:
-    return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | _DONTWAIT)
+    return _recv_into(socket, buffer, nbytes=nbytes, flags=flags | DONTWAIT)
 
 
 def _draft_frame(

@@ -36,6 +36,7 @@ from gevent import Greenlet, get_hub
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
+from .._ints import EVENTS, POLLERR, POLLIN, POLLOUT
 from .._waiting import Entry, _stats, block
 from ..poll import Poller
 from ._waker import Waker
@@ -48,12 +49,6 @@ _monotonic = time.monotonic
 _time = time.time
 _heappush = heapq.heappush
 _heappop = heapq.heappop
-
-# The events of a handler are zmq's poll flags, so they go to the poller as they are.
-_READ = int(zmq.POLLIN)
-_WRITE = int(zmq.POLLOUT)
-_ERROR = int(zmq.POLLERR)
-_EVENTS = int(zmq.EVENTS)
 
 # A real thread-local even under monkey.patch_all(), which turns threading.local
 # into a greenlet-local: the current IOLoop is per thread, shared by its greenlets.
@@ -104,9 +99,10 @@ class IOLoop:
         ``zmq.POLLOUT`` and ``zmq.POLLERR``, as in pyzmq's original IOLoop.
     """
 
-    READ = _READ
-    WRITE = _WRITE
-    ERROR = _ERROR
+    # A handler's events are zmq's poll flags, so they go to the poller as they are.
+    READ = POLLIN
+    WRITE = POLLOUT
+    ERROR = POLLERR
 
     def __init__(self, make_current: bool = True) -> None:
         self._callbacks: deque[Callable[[], object]] = deque()
@@ -122,8 +118,8 @@ class IOLoop:
         self._registered: dict[Any, int] = {}
         self._poller = Poller()
         self._waker = Waker()
-        self._handlers[self._waker.fileno()] = _Handler(self._waker, self._on_wake, _READ)
-        self._changes[self._waker.fileno()] = _READ
+        self._handlers[self._waker.fileno()] = _Handler(self._waker, self._on_wake, POLLIN)
+        self._changes[self._waker.fileno()] = POLLIN
         self._running = False
         self._stopping = False
         self._closed = False
@@ -319,7 +315,7 @@ class IOLoop:
             self._set_events(key, 0)
 
     def _set_events(self, key: Any, events: int) -> None:
-        self._changes[key] = events & (_READ | _WRITE | _ERROR)
+        self._changes[key] = events & (POLLIN | POLLOUT | POLLERR)
         if self._polling:
             self._waker.wake()
 
@@ -414,7 +410,7 @@ class IOLoop:
                 # Removed by a handler earlier in this batch, or not ours at all.
                 unknown = unknown or key not in self._registered
                 continue
-            events &= handler.events | _ERROR
+            events &= handler.events | POLLERR
             if events:
                 try:
                     handler.callback(handler.fileobj, events)
@@ -450,7 +446,7 @@ class IOLoop:
         for key in list(self._registered):
             if isinstance(key, zmq.Socket):
                 try:
-                    key.get(_EVENTS)  # ENOTSOCK when closed, ETERM when terminated
+                    key.get(EVENTS)  # ENOTSOCK when closed, ETERM when terminated
                 except zmq.ZMQError as e:
                     logger.warning("Polling %r failed: %s", key, e)
                     self._poller.unregister(key)
@@ -458,7 +454,7 @@ class IOLoop:
                     handler = self._handlers.get(key)
                     if handler is not None:
                         handler.events = 0
-                    failed.append((key, _ERROR))
+                    failed.append((key, POLLERR))
         return failed
 
     def stop(self) -> None:

@@ -23,16 +23,12 @@ from typing import Any, Callable
 import zmq
 from zmq.utils import jsonapi
 
+from .._ints import DONTWAIT, ETERM, EVENTS, POLLIN, POLLOUT
 from ..socket import Socket as _GreenSocket
 from .ioloop import IOLoop, logger
 
 __all__ = ["ZMQStream"]
 
-_POLLIN = int(zmq.POLLIN)
-_POLLOUT = int(zmq.POLLOUT)
-_EVENTS = int(zmq.EVENTS)
-_NOBLOCK = int(zmq.NOBLOCK)
-_ETERM = int(zmq.ETERM)
 _NOT_NOW = (int(zmq.EAGAIN), int(zmq.EFSM))
 
 #: Messages received (and sent) per handler call before returning to the loop.
@@ -239,7 +235,7 @@ class ZMQStream:
         self._send_queue.append((msg, int(flags) if flags else 0, copy, track, kwargs))
         if callback is not None:
             self.on_send(callback)
-        if not self._handling and not self._soon and not self._state & _POLLOUT:
+        if not self._handling and not self._soon and not self._state & POLLOUT:
             # Usually the socket can take it at once: have the loop send it on its
             # next iteration instead of re-registering the socket with the poller.
             self._soon = True
@@ -279,7 +275,7 @@ class ZMQStream:
 
     # -- flushing, state, closing -------------------------------------------------
 
-    def flush(self, flag: int = _POLLIN | _POLLOUT, limit: int | None = None) -> int:
+    def flush(self, flag: int = POLLIN | POLLOUT, limit: int | None = None) -> int:
         """Handle pending incoming and/or outgoing messages now, without the loop.
 
         Incoming messages are received even with no receive callback set (so
@@ -306,12 +302,12 @@ class ZMQStream:
         count = 0
         pending = self._pending(flag)
         while pending and (not limit or count < limit):
-            if pending & _POLLIN:
+            if pending & POLLIN:
                 self._handle_recv()
                 count += 1
                 if self.socket is None:
                     break
-            if pending & _POLLOUT and self._send_queue:
+            if pending & POLLOUT and self._send_queue:
                 if not self._handle_send():
                     break
                 count += 1
@@ -331,12 +327,12 @@ class ZMQStream:
         """What of *flag* the socket can do now (POLLOUT only with something to send)."""
         if self.socket is None:
             return 0
-        wanted = flag & _POLLIN
+        wanted = flag & POLLIN
         if self._send_queue:
-            wanted |= flag & _POLLOUT
+            wanted |= flag & POLLOUT
         if not wanted:
             return 0
-        events: int = self.socket.get(_EVENTS)  # type: ignore[assignment]
+        events: int = self.socket.get(EVENTS)  # type: ignore[assignment]
         return events & wanted
 
     def _finish_flush(self) -> None:
@@ -390,7 +386,7 @@ class ZMQStream:
             logger.warning("Got events for closed stream %s", self)
             return
         # The poll's POLLIN is fresh; anything else (ERROR) is asked of EVENTS.
-        events &= _POLLIN
+        events &= POLLIN
         can_send = True
         self._handling = True
         try:
@@ -399,12 +395,12 @@ class ZMQStream:
                     break
                 if not events:
                     try:
-                        events = socket.get(_EVENTS)  # type: ignore[assignment]
+                        events = socket.get(EVENTS)  # type: ignore[assignment]
                     except zmq.ZMQError as e:
                         self._on_socket_error(e)
                         return
                 busy = False
-                if events & _POLLIN and self._recv_callback is not None:
+                if events & POLLIN and self._recv_callback is not None:
                     self._handle_recv()
                     if self.socket is None or self._flushed:
                         break
@@ -423,7 +419,7 @@ class ZMQStream:
 
     def _handle_recv(self) -> None:
         try:
-            msg = self.socket.recv_multipart(_NOBLOCK, copy=self._recv_copy)
+            msg = self.socket.recv_multipart(DONTWAIT, copy=self._recv_copy)
         except zmq.Again:
             return  # taken by someone else since EVENTS was read
         callback = self._recv_callback
@@ -439,7 +435,7 @@ class ZMQStream:
         msg, flags, copy, track, kwargs = self._send_queue[0]
         status: Any
         try:
-            status = self.socket.send_multipart(msg, flags | _NOBLOCK, copy, track, **kwargs)
+            status = self.socket.send_multipart(msg, flags | DONTWAIT, copy, track, **kwargs)
         except zmq.ZMQError as e:
             # EAGAIN (high-water mark) or EFSM (REQ awaiting its reply) while
             # EVENTS lacks POLLOUT: not now. The message stays queued and the
@@ -459,12 +455,12 @@ class ZMQStream:
 
     def _can_send(self) -> bool:
         try:
-            return bool(self.socket.get(_EVENTS) & _POLLOUT)  # type: ignore[operator]
+            return bool(self.socket.get(EVENTS) & POLLOUT)  # type: ignore[operator]
         except zmq.ZMQError:
             return False
 
     def _on_socket_error(self, error: zmq.ZMQError) -> None:
-        if error.errno == _ETERM:
+        if error.errno == ETERM:
             # Closing is what lets the terminating context finish.
             logger.warning("Closing stream %s: its context was terminated", self)
             self.close()
@@ -477,9 +473,9 @@ class ZMQStream:
         """Ask the loop for READ while receiving, WRITE while the queue waits."""
         if self.socket is None:
             return
-        state = _POLLIN if self._recv_callback is not None else 0
+        state = POLLIN if self._recv_callback is not None else 0
         if self._send_queue:
-            state |= _POLLOUT
+            state |= POLLOUT
         if state != self._state:
             self._state = state
             self.io_loop.update_handler(self.socket, state)

@@ -1,0 +1,43 @@
+"""pyzmq's constants as plain ints, for the code that runs per message.
+
+pyzmq's constants are ``enum`` members: ``flags | zmq.DONTWAIT`` or
+``events & zmq.POLLIN`` with one of them runs enum's Python-level operator and
+builds a new member, about 2 us each -- more than the libzmq call itself. So
+every module that does arithmetic on flags or events takes them from here.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+__all__ = [
+    "DONTWAIT",
+    "EAGAIN",
+    "ENOTSOCK",
+    "ETERM",
+    "EVENTS",
+    "FD",
+    "POLLERR",
+    "POLLIN",
+    "POLLOUT",
+    "RCVMORE",
+    "RCVTIMEO",
+    "ROUTER",
+    "SNDMORE",
+    "SNDTIMEO",
+]
+
+DONTWAIT = int(zmq.DONTWAIT)
+SNDMORE = int(zmq.SNDMORE)
+POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
+POLLERR = int(zmq.POLLERR)
+EVENTS = int(zmq.EVENTS)
+FD = int(zmq.FD)
+RCVMORE = int(zmq.RCVMORE)
+RCVTIMEO = int(zmq.RCVTIMEO)
+SNDTIMEO = int(zmq.SNDTIMEO)
+ROUTER = int(zmq.ROUTER)
+EAGAIN = int(zmq.EAGAIN)
+ETERM = int(zmq.ETERM)
+ENOTSOCK = int(zmq.ENOTSOCK)

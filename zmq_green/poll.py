@@ -165,9 +165,7 @@ class Poller(zmq.Poller):
             seen = {waits for waits, _ in fired}
             items = [(s, f) for s, f in self.sockets if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
         ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
-        for waits, _ in fired:
-            if waits.count > 1:
-                waits.poke()  # the others polling or waiting on it
+        _pass_on(fired, 1)
         return ready
 
     def _take_fd_watcher(self, hub: Any, sock: Any, flags: int) -> tuple[tuple[int, int, Any], Any]:
@@ -187,7 +185,7 @@ class Poller(zmq.Poller):
 
 
 def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:
-    """zmq_poll read EVENTS on every socket: have their other waiters told what it found.
+    """zmq_poll read EVENTS on these sockets: have their other waiters told what it found.
 
     *ours* is how many of each socket's waiters are this poller (0 or 1).
     """

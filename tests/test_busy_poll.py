@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,10 +48,30 @@ def busy_polling() -> bool:
     return busy is not None and bool(busy.watcher.active)
 
 
-def test_busy_poll_defaults_to_50_microseconds_on_sockets_and_pollers(ctx: zmq_green.Context) -> None:
-    assert zmq_green.Socket.busy_poll == zmq_green.Poller.busy_poll == 50e-6
+def test_busy_poll_defaults_to_50_microseconds_on_sockets_and_pollers_given_two_cpus(
+    ctx: zmq_green.Context,
+) -> None:
+    default = 50e-6 if len(os.sched_getaffinity(0)) > 1 else 0.0  # spinning on one CPU only delays
+    assert zmq_green.Socket.busy_poll == zmq_green.Poller.busy_poll == default
     with ctx.socket(zmq.PULL) as sock:
-        assert sock.busy_poll == 50e-6
+        assert sock.busy_poll == default
+
+
+@pytest.mark.timeout(30)
+def test_busy_poll_is_off_by_default_in_a_process_pinned_to_one_cpu() -> None:
+    script = "import zmq_green; print(zmq_green.Socket.busy_poll, zmq_green.Poller.busy_poll)"
+    one_cpu = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import os; os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}}); {script}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=25,
+    )
+    assert one_cpu.returncode == 0, one_cpu.stderr
+    assert one_cpu.stdout.split() == ["0.0", "0.0"]
 
 
 def test_a_waiting_socket_keeps_the_hub_polling_then_lets_it_sleep(

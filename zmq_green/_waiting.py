@@ -63,7 +63,7 @@ the kernel must wake this thread's CPU first, and on virtual machines that costs
 more than the whole message took to travel: a request/reply round trip between
 two greenlets over loopback tcp spends most of its ~140 us in two such wake-ups.
 So a head asks the hub to *busy-poll* for a moment (``busy_poll`` seconds, 50 us
-by default) before it may sleep: an idle watcher keeps the loop polling its fds
+by default, none when the process may run on one CPU only) before it may sleep: an idle watcher keeps the loop polling its fds
 without blocking, so the signal is seen as soon as it is written. It changes
 when the hub notices the fd, nothing else: the same watcher wakes the same
 greenlet. It costs at most ``busy_poll`` of CPU per wait, and round trips run
@@ -72,6 +72,7 @@ about 2.5 times faster.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections import deque
@@ -111,7 +112,21 @@ _monotonic = time.monotonic
 READY = "ready"
 TIMER = "timer"
 
-DEFAULT_BUSY_POLL = 50e-6
+
+def _default_busy_poll() -> float:
+    """50 us where another CPU can run libzmq's I/O thread meanwhile; on one CPU, 0.
+
+    With a single CPU the I/O thread cannot answer while this one spins, so
+    spinning would only delay it.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return 50e-6 if cpus > 1 else 0.0
+
+
+DEFAULT_BUSY_POLL = _default_busy_poll()
 
 _stats = {"waits": 0, "safety_wakeups": 0, "rescues": 0}
 

@@ -55,7 +55,8 @@ class Socket(zmq.Socket[_Recv_co]):
         Settable on the class or on an instance.
     busy_poll : float
         Seconds the hub keeps polling, without sleeping, when a greenlet starts
-        to wait on this socket (default 50e-6): the reply from libzmq's I/O
+        to wait on this socket (default 50e-6; 0 when the process may run on one
+        CPU only, where spinning would delay libzmq's I/O thread): the reply from libzmq's I/O
         thread is then seen without waiting for this CPU to wake up, which makes
         request/reply about 2.5 times faster, for at most that much CPU per wait.
         0 disables it. Settable on the class or on an instance.

@@ -37,16 +37,19 @@ The protocol
 ------------
 
 Each socket has one :class:`SocketWaits` per hub: two FIFO lines (readers and
-writers), a set of pollers, and one io watcher on ``ZMQ_FD`` that is started only
-while somebody waits. Only the head of a line waits on the socket; the others wait
-for their turn. When ``EVENTS`` shows readiness, the head of the matching line and
-every matching poller are woken -- one greenlet per readiness per line. Whoever makes a
-call on the socket while others wait, and a head that leaves its line for any
-reason (success, timeout, kill, error), has ``EVENTS`` read again before the hub
-next blocks (:meth:`SocketWaits.poke`): that hands the turn on if the socket is
-still ready, in either direction. ``close()`` wakes every waiter with
-``ENOTSOCK``; a terminating context wakes them with ``ETERM`` (libzmq posts a
-command, ``EVENTS`` then fails with ``ETERM``).
+writers), a set of pollers, and one io watcher on ``ZMQ_FD`` that is started
+only while somebody waits. Only the head of a line waits on the socket; the
+others wait for their turn. When ``EVENTS`` shows readiness, the head of the
+matching line and every matching poller are woken -- one greenlet per readiness
+per line. Whoever makes a call on the socket while others wait, and a head that
+leaves its line for any reason (success, timeout, kill, error), has ``EVENTS``
+read again before the hub next blocks (:meth:`SocketWaits.poke`): that hands the
+turn on if the socket is still ready, in either direction. A poller reads
+``EVENTS`` on all its sockets when it starts to wait (``zmq_poll``); once woken
+it checks only the sockets that woke it, since the others have stayed quiet.
+``close()`` wakes every waiter with ``ENOTSOCK``; a terminating context wakes
+them with ``ETERM`` (libzmq posts a command, ``EVENTS`` then fails with
+``ETERM``).
 
 Blocking itself happens in :func:`block` only: a :class:`gevent.hub.Waiter` and at
 most one timer, closed on every exit. A head also arms the *safety timeout*. It
@@ -62,12 +65,12 @@ signals the fd from another CPU. If the hub is asleep in ``epoll_wait`` by then,
 the kernel must wake this thread's CPU first, and on virtual machines that costs
 more than the whole message took to travel: a request/reply round trip between
 two greenlets over loopback tcp spends most of its ~140 us in two such wake-ups.
-So a head asks the hub to *busy-poll* for a moment (``busy_poll`` seconds, 50 us
-by default, none when the process may run on one CPU only) before it may sleep: an idle watcher keeps the loop polling its fds
-without blocking, so the signal is seen as soon as it is written. It changes
-when the hub notices the fd, nothing else: the same watcher wakes the same
-greenlet. It costs at most ``busy_poll`` of CPU per wait, and round trips run
-about 2.5 times faster.
+So a head asks the hub to *busy-poll* for a moment (``busy_poll`` seconds: 50 us
+by default, none when the process may run on one CPU only) before it may sleep:
+an idle watcher keeps the loop polling its fds without blocking, so the signal
+is seen as soon as it is written. It changes when the hub notices the fd,
+nothing else: the same watcher wakes the same greenlet. It costs at most
+``busy_poll`` of CPU per wait, and round trips run about 2.5 times faster.
 """
 
 from __future__ import annotations

@@ -106,8 +106,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-# Plain ints: enum arithmetic costs microseconds per call (see DESIGN.md).
-
 _raw_get = _RawSocket.get
 _monotonic = time.monotonic
 

@@ -97,8 +97,10 @@ __all__ = [
     "add_poller",
     "block",
     "block_until",
+    "busy_poll_of",
     "remove_poller",
     "reset_stats",
+    "safety_timeout_of",
     "stats",
     "waits_of",
     "zmq_error",
@@ -494,7 +496,7 @@ class SocketWaits:
                 retry = True
                 if head:
                     sock = self.socket
-                    value, expiry = block_until(entry, deadline, _safety_timeout(sock), _busy_poll(sock))
+                    value, expiry = block_until(entry, deadline, safety_timeout_of(sock), busy_poll_of(sock))
                 else:
                     value, expiry = block_until(entry, deadline, None)
                 if value is READY:
@@ -519,13 +521,15 @@ class SocketWaits:
                 self.poke()
 
 
-def _safety_timeout(socket: Any) -> float | None:
-    timeout = getattr(socket, "safety_timeout", DEFAULT_SAFETY_TIMEOUT)
+def safety_timeout_of(waiter: Any) -> float | None:
+    """The ``safety_timeout`` of a socket or poller in seconds, or None when it is off."""
+    timeout = getattr(waiter, "safety_timeout", DEFAULT_SAFETY_TIMEOUT)
     return timeout if timeout and timeout > 0 else None
 
 
-def _busy_poll(socket: Any) -> float:
-    seconds = getattr(socket, "busy_poll", DEFAULT_BUSY_POLL)
+def busy_poll_of(waiter: Any) -> float:
+    """The ``busy_poll`` of a socket or poller in seconds (0.0 when it is off)."""
+    seconds = getattr(waiter, "busy_poll", DEFAULT_BUSY_POLL)
     return seconds if seconds and seconds > 0 else 0.0
 
 

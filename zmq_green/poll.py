@@ -19,7 +19,9 @@ from ._waiting import (
     _stats,
     add_poller,
     block_until,
+    busy_poll_of,
     remove_poller,
+    safety_timeout_of,
     waits_of,
 )
 
@@ -114,8 +116,8 @@ class Poller(zmq.Poller):
         hub = get_hub()
         entry = PollEntry(hub)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
-        safety = self.safety_timeout if self.safety_timeout and self.safety_timeout > 0 else None
-        busy_poll = self.busy_poll if self.busy_poll and self.busy_poll > 0 else 0.0
+        safety = safety_timeout_of(self)
+        busy_poll = busy_poll_of(self)
         registered = self._registered()
         zsocks, fds = registered
         watchers: list[tuple[tuple[int, int, Any], Any]] = []

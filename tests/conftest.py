@@ -6,6 +6,9 @@ must match; ``ctx`` gives a green context that is destroyed after the test.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,6 +64,19 @@ def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         gevent.sleep(0.001)
+
+
+def run_script(script: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
+    """Run *script* (dedented) in a fresh interpreter; fail with its stderr unless it exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
 
 
 class Ticker:

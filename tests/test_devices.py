@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from typing import Any, Callable
@@ -13,7 +10,7 @@ import gevent
 import pytest
 import zmq
 import zmq.devices
-from conftest import Ticker, outcome, pair, until
+from conftest import Ticker, outcome, pair, run_script, until
 
 import zmq_green
 import zmq_green.devices as devices
@@ -271,9 +268,8 @@ def test_monitored_queue_blocks_only_the_caller_and_stops_when_killed(ctx: zmq_g
 
 
 @pytest.mark.timeout(60)
-def test_devices_after_patch_all_run_in_real_threads_without_blocking_the_hub(tmp_path: Any) -> None:
-    script = textwrap.dedent(
-        """
+def test_devices_after_patch_all_run_in_real_threads_without_blocking_the_hub() -> None:
+    script = """
         from gevent import monkey
         monkey.patch_all()
         import threading, time
@@ -332,12 +328,7 @@ def test_devices_after_patch_all_run_in_real_threads_without_blocking_the_hub(tm
         assert seen["thread"] != main_thread
         print("OK")
         """
-    )
-    path = tmp_path / "patched.py"
-    path.write_text(script)
-    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=50)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "OK"
+    assert run_script(script).stdout.strip() == "OK"
 
 
 @pytest.mark.timeout(10)

@@ -12,9 +12,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ import gevent
 import gevent.event
 import pytest
 import zmq
-from conftest import pair
+from conftest import pair, run_script
 
 import zmq_green
 import zmq_green.eventloop
@@ -480,8 +477,7 @@ def test_a_terminated_context_is_reported_to_the_handler_once(
 def test_a_socket_closed_under_the_loop_is_reported_to_its_handler() -> None:
     # pyzmq's poll reports a closed zmq socket as fd 0 (its NULL handle), so what
     # the loop sees depends on fd 0: here a readable /dev/null, in a fresh process.
-    script = textwrap.dedent(
-        """
+    script = """
         import zmq_green as zmq
         from zmq_green.eventloop import IOLoop, ZMQStream
 
@@ -501,16 +497,7 @@ def test_a_socket_closed_under_the_loop_is_reported_to_its_handler() -> None:
         assert stream.closed()
         print("OK reported")
         """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "OK reported"
+    assert run_script(script).stdout.strip() == "OK reported"
 
 
 @pytest.mark.timeout(10)
@@ -590,8 +577,7 @@ def test_periodic_callback_takes_a_timedelta_and_skips_missed_periods(loop: IOLo
 
 @pytest.mark.timeout(60)
 def test_works_under_monkey_patch_all() -> None:
-    script = textwrap.dedent(
-        """
+    script = """
         from gevent import monkey
         monkey.patch_all()
         import threading
@@ -643,9 +629,7 @@ def test_works_under_monkey_patch_all() -> None:
         ctx.term()
         print("OK patched")
         """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(script)
     assert proc.stdout.strip() == "OK patched"
     assert proc.stderr == ""
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
-import textwrap
 import time
 from typing import Any
 
 import gevent
 import pytest
 import zmq
-from conftest import Ticker, until
+from conftest import Ticker, run_script, until
 
 import zmq_green
 from zmq_green.tracker import MessageTracker, green_tracker
@@ -115,9 +112,8 @@ def test_green_tracker_keeps_a_green_one_and_wraps_pyzmqs() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_wait_after_patch_all_blocks_only_the_calling_greenlet(tmp_path: Any) -> None:
-    script = textwrap.dedent(
-        """
+def test_wait_after_patch_all_blocks_only_the_calling_greenlet() -> None:
+    script = """
         from gevent import monkey
         monkey.patch_all()
         import gevent, socket, zmq, zmq_green
@@ -148,9 +144,4 @@ def test_wait_after_patch_all_blocks_only_the_calling_greenlet(tmp_path: Any) ->
         assert tracker.done
         print("OK")
         """
-    )
-    path = tmp_path / "patched.py"
-    path.write_text(script)
-    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=50)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "OK"
+    assert run_script(script).stdout.strip() == "OK"

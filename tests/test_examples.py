@@ -1,6 +1,7 @@
 """Every example runs as documented, finishes by itself and prints what it promises.
 
-Each one runs in a fresh interpreter, as ``python examples/NAME.py`` from the
+Each one runs in a fresh interpreter, as ``python examples/NAME.py`` (NAME may be
+``eventloop/echo``) from the
 repository root. To cover a new example, add it to ``EXAMPLES``.
 """
 
@@ -72,6 +73,29 @@ EXAMPLES = [
             r"^OK: the workers shared one PULL and one PUSH socket and ran concurrently$",
         ),
     ),
+    Example(
+        "eventloop/echo",
+        (
+            r"^echoed 100/100 messages over tcp://127\.0\.0\.1:\d+$",
+            r"^OK$",
+        ),
+    ),
+    Example(
+        "eventloop/echostream",
+        (
+            r"^stream 1 echoed 50 messages; client1 got 50/50 right$",
+            r"^stream 2 echoed 50 messages; client2 got 50/50 right$",
+            r"^OK: one callback served both streams$",
+        ),
+    ),
+    Example(
+        "eventloop/broker",
+        (
+            r"^correct replies: 200/200$",
+            r"^requests per worker: worker0=\d+, worker1=\d+, worker2=\d+, worker3=\d+$",
+            r"^OK: 10 clients served by 4 workers through one broker$",
+        ),
+    ),
 ]
 
 
@@ -87,7 +111,8 @@ def test_example_runs(example: Example) -> None:
     )
     report = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert proc.returncode == 0, report
-    # Greenlet failures and warnings (an ignored RCVTIMEO, say) would show here.
+    # Greenlet failures, logged callback errors and warnings (an ignored RCVTIMEO,
+    # say) would show here.
     assert proc.stderr == "", report
     for pattern in example.expect:
         assert re.search(pattern, proc.stdout, re.MULTILINE), f"no line matches {pattern!r}\n{report}"

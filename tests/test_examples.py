@@ -1,8 +1,8 @@
 """Every example runs as documented, finishes by itself and prints what it promises.
 
 Each one runs in a fresh interpreter, as ``python examples/NAME.py`` (NAME may be
-``eventloop/echo``) from the
-repository root. To cover a new example, add it to ``EXAMPLES``.
+``eventloop/echo``) from the repository root. To cover a new example, add it to
+``EXAMPLES``.
 """
 
 from __future__ import annotations

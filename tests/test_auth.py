@@ -94,10 +94,15 @@ def auth(request: pytest.FixtureRequest) -> Iterator[Any]:
     else:
         ctx = zmq_green.Context()
         authenticator = GreenAuthenticator(ctx)
+    yield from running(authenticator)
+
+
+def running(authenticator: Any) -> Iterator[Any]:
+    """Start *authenticator*; once the test is done, stop it and destroy its context."""
     authenticator.start()
     yield authenticator
     authenticator.stop()
-    ctx.destroy(linger=0)
+    authenticator.context.destroy(linger=0)
 
 
 @dataclass
@@ -244,12 +249,7 @@ class Provider:
 
 @pytest.fixture
 def green_auth() -> Iterator[GreenAuthenticator]:
-    ctx = zmq_green.Context()
-    authenticator = GreenAuthenticator(ctx)
-    authenticator.start()
-    yield authenticator
-    authenticator.stop()
-    ctx.destroy(linger=0)
+    yield from running(GreenAuthenticator(zmq_green.Context()))
 
 
 @pytest.mark.timeout(30)

@@ -254,22 +254,27 @@ SEND_TIMEO: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def times_out_silently(mod: Any, sock: Any, option: str, call: Callable[[Any], Any]) -> None:
+    """With *option* (``rcvtimeo``/``sndtimeo``) at 100 ms, *call* raises Again after it, warning nothing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setattr(sock, option, 100)
+        assert getattr(sock, option) == 100
+        start = time.monotonic()
+        with pytest.raises(mod.Again):
+            call(sock)
+        elapsed = time.monotonic() - start
+    assert caught == []
+    assert 0.08 <= elapsed < 3
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", list(RECV_TIMEO))
 def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
     mod: Any, mod_ctx: Any, no_rescues: None, name: str
 ) -> None:
     pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pull.rcvtimeo = 100
-        assert pull.rcvtimeo == 100
-        start = time.monotonic()
-        with pytest.raises(mod.Again):
-            RECV_TIMEO[name](pull)
-        elapsed = time.monotonic() - start
-    assert caught == []
-    assert 0.08 <= elapsed < 3
+    times_out_silently(mod, pull, "rcvtimeo", RECV_TIMEO[name])
 
 
 @pytest.mark.timeout(10)
@@ -280,16 +285,7 @@ def test_sndtimeo_raises_again_after_the_timeout_without_warning(
     push = mod_ctx.socket(mod.PUSH)
     push.linger = 0
     push.bind("inproc://sndtimeo-no-peer")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        push.sndtimeo = 100
-        assert push.sndtimeo == 100
-        start = time.monotonic()
-        with pytest.raises(mod.Again):
-            SEND_TIMEO[name](push)
-        elapsed = time.monotonic() - start
-    assert caught == []
-    assert 0.08 <= elapsed < 3
+    times_out_silently(mod, push, "sndtimeo", SEND_TIMEO[name])
 
 
 @pytest.mark.timeout(10)

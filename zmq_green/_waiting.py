@@ -402,10 +402,11 @@ class SocketWaits:
             head = self.writers[0]
             if head is not me:
                 head.wake(READY)
-        # A copy: a woken poller runs at once (we may be in the hub) and leaves.
-        for poller, mask in list(self.pollers.items()):
-            if mask & events and poller is not me:
-                poller.fire(self, mask)
+        if self.pollers:
+            # A copy: a woken poller runs at once (we may be in the hub) and leaves.
+            for poller, mask in list(self.pollers.items()):
+                if mask & events and poller is not me:
+                    poller.fire(self, mask)
 
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.

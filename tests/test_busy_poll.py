@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import pytest
 import zmq
-from conftest import pair, until
+from conftest import pair, run_script, until
 from gevent import get_hub
 
 import zmq_green
@@ -60,17 +58,8 @@ def test_busy_poll_defaults_to_50_microseconds_on_sockets_and_pollers_given_two_
 @pytest.mark.timeout(30)
 def test_busy_poll_is_off_by_default_in_a_process_pinned_to_one_cpu() -> None:
     script = "import zmq_green; print(zmq_green.Socket.busy_poll, zmq_green.Poller.busy_poll)"
-    one_cpu = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import os; os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}}); {script}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=25,
-    )
-    assert one_cpu.returncode == 0, one_cpu.stderr
+    pin = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})"
+    one_cpu = run_script(f"{pin}; {script}", timeout=25)
     assert one_cpu.stdout.split() == ["0.0", "0.0"]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import gevent
 import pytest
-from conftest import outcome
+from conftest import outcome, run_script
 from gevent.event import AsyncResult, Event
 from stress import soak
 
@@ -350,9 +350,8 @@ FORK = textwrap.dedent(
 def test_fork_then_a_new_context_in_the_child() -> None:
     """``os.fork()`` and ``gevent.fork()`` from a process whose greenlets wait on zmq_green
     sockets: a new Context in the child works greenly, and so does the parent's."""
-    proc = subprocess.run([sys.executable, "-c", FORK], capture_output=True, timeout=WAIT * 2)
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode().split("\n") == ["posix ok", "gevent.os ok", "parent ok", ""], proc.stdout
+    proc = run_script(FORK, timeout=WAIT * 2)
+    assert proc.stdout.split("\n") == ["posix ok", "gevent.os ok", "parent ok", ""], proc.stdout
 
 
 # -- native threads ------------------------------------------------------------

@@ -106,7 +106,8 @@ class Poller(zmq.Poller):
         if timeout > _INT_MAX:
             # What pyzmq's zmq_poll raises: its timeout is a C int.
             raise OverflowError("value too large to convert to int")
-        ready = _poll_now(self.sockets, self._registered()[0], 0)
+        ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
+        _pass_on(self._registered()[0], 0)
         if ready or timeout == 0:
             return ready
         return self._wait(timeout)
@@ -138,7 +139,8 @@ class Poller(zmq.Poller):
                     if ready:
                         return ready
                     continue
-                ready = _poll_now(self.sockets, zsocks, 1)
+                ready = zmq_poll(self.sockets, 0)
+                _pass_on(zsocks, 1)
                 if not expiry:
                     _stats["safety_wakeups"] += 1
                     if ready:
@@ -164,7 +166,9 @@ class Poller(zmq.Poller):
         else:
             seen = {waits for waits, _ in fired}
             items = [(s, f) for s, f in self.sockets if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
-        return _poll_now(items, fired, 1)
+        ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
+        _pass_on(fired, 1)
+        return ready
 
     def _take_fd_watcher(self, hub: Any, sock: Any, flags: int) -> tuple[tuple[int, int, Any], Any]:
         """An idle io watcher for a raw fd (or object with ``fileno()``), or a new one."""
@@ -182,19 +186,14 @@ class Poller(zmq.Poller):
             pass
 
 
-def _poll_now(
-    items: list[tuple[Any, int]], polled: list[tuple[SocketWaits, int]], ours: int
-) -> list[tuple[Any, int]]:
-    """``zmq_poll`` *items* without waiting; then have the other waiters of *polled* told.
+def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:
+    """zmq_poll read EVENTS on these sockets: have their other waiters told what it found.
 
-    zmq_poll reads ``EVENTS``, which may consume the signal others wait for on
-    those sockets. *ours* is how many of each socket's waiters are this poller (0 or 1).
+    *ours* is how many of each socket's waiters are this poller (0 or 1).
     """
-    ready: list[tuple[Any, int]] = zmq_poll(items, 0)
-    for waits, _ in polled:
+    for waits, _ in zsocks:
         if waits.count > ours:
             waits.poke()
-    return ready
 
 
 def select(

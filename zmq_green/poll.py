@@ -106,6 +106,8 @@ class Poller(zmq.Poller):
         if timeout > _INT_MAX:
             # What pyzmq's zmq_poll raises: its timeout is a C int.
             raise OverflowError("value too large to convert to int")
+        # zmq_poll first: it rejects a bad registration as pyzmq does (TypeError for
+        # string flags), before _registered() would see it.
         ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
         _pass_on(self._registered()[0], 0)
         if ready or timeout == 0:

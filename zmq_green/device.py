@@ -12,11 +12,13 @@ socket or the termination of its sockets' context. So each call gets:
   with ``ETERM``, runs in that pool; a few proxies would starve it for good. The
   thread is started with the original ``_thread.start_new_thread``, so it is a
   real thread even after ``gevent.monkey.patch_all()``;
-* an internal REQ/REP pair of sockets, in a private context, the REP as the C
-  proxy's control socket. When the calling greenlet is killed or a ``gevent.Timeout``
-  fires, it sends ``TERMINATE`` there and waits (a few milliseconds) for the
-  thread to let go of the sockets, which are then closable and their context
-  terminable;
+* an internal REQ/REP pair of sockets, in a private context of its own, the REP
+  as the C proxy's control socket. The context is terminated when the call ends,
+  so nothing of it outlives the call (libzmq frees a closed socket's fds later,
+  in its reaper thread; terminating the context frees them before returning).
+  When the calling greenlet is killed or a ``gevent.Timeout`` fires, it sends
+  ``TERMINATE`` there and waits (a few milliseconds) for the thread to let go of
+  the sockets, which are then closable and their context terminable;
 * if the caller gave a control socket, a greenlet relaying its commands to the
   internal pair, and the proxy's answers back.
 
@@ -27,8 +29,6 @@ async watcher that the finishing thread signals.
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -169,30 +169,22 @@ def green_socket(socket: zmq.Socket[Any]) -> Socket[Any]:
     return Socket.shadow(socket.underlying)
 
 
-_control_context: Context[Any] | None = None
-_control_pid = 0
-_pair_ids = itertools.count()
-
-
-def _control_pair() -> tuple[Socket[Any], Socket[Any]]:
-    """(our REQ, the C proxy's REP), connected, in a private context.
+def _control_pair() -> tuple[Context[Any], Socket[Any], Socket[Any]]:
+    """(a new private context, our REQ, the C proxy's REP), connected.
 
     REP, so that the proxy answers each command whatever libzmq's policy for other
     socket types; REQ_RELAXED, so that TERMINATE can go even while an answer is
-    pending. Private, so that terminating the user's context never waits for these.
+    pending. Private, so that terminating the user's context never waits for these;
+    without I/O threads, which inproc does not use.
     """
-    global _control_context, _control_pid
-    if _control_context is None or _control_pid != os.getpid():
-        _control_context = Context()
-        _control_pid = os.getpid()
-    ours = _control_context.socket(zmq.REQ)
-    theirs = _control_context.socket(zmq.REP)
+    context: Context[Any] = Context(io_threads=0)
+    ours = context.socket(zmq.REQ)
+    theirs = context.socket(zmq.REP)
     ours.linger = theirs.linger = 0
     ours.req_relaxed = ours.req_correlate = 1
-    address = f"inproc://zmq_green.proxy.{next(_pair_ids)}"
-    ours.bind(address)
-    theirs.connect(address)
-    return ours, theirs
+    ours.bind("inproc://zmq_green.proxy")
+    theirs.connect("inproc://zmq_green.proxy")
+    return context, ours, theirs
 
 
 def _relay(control: Socket[Any], ours: Socket[Any]) -> BaseException | None:
@@ -283,7 +275,7 @@ def proxy_steerable(
     if hub is None or getcurrent() is hub:
         # No greenlet to give the time to: block the thread, as pyzmq does.
         return _c_proxy_steerable(frontend, backend, capture, control)
-    ours, theirs = _control_pair()
+    context, ours, theirs = _control_pair()
     try:
         thread = NativeThread(_c_proxy_steerable, (frontend, backend, capture, theirs))
         thread.start()
@@ -306,6 +298,7 @@ def proxy_steerable(
     finally:
         ours.close()
         theirs.close()
+        context.term()
 
 
 def proxy(frontend: zmq.Socket[Any], backend: zmq.Socket[Any], capture: zmq.Socket[Any] | None = None) -> int:

@@ -1,34 +1,53 @@
-"""Green :class:`Context`: sockets are green, and term/destroy block only the caller."""
+"""Green :class:`Context`: its sockets are green, and term/destroy block only the caller.
+
+How a context terminates
+------------------------
+
+``zmq_ctx_term`` blocks until every socket of the context is closed and has sent
+its messages or given up on them (``LINGER``). It must run once per context: a
+second call, made while the first runs or after it freed the context, is a
+use-after-free inside libzmq (it aborts, or a later term hangs). pyzmq only skips
+a context already marked closed, and marks it when libzmq returns.
+
+So the first :meth:`Context.term` of a context starts the termination -- pyzmq's
+own term, in a :class:`~zmq_green._native.NativeThread` -- and the context keeps
+it. Every caller, the first, concurrent ones and later ones, waits for that one
+termination to end, and gets the error it raised, if any. Interrupting a caller
+(``gevent.Timeout``, a kill, ``KeyboardInterrupt``) ends its wait, not the
+termination, which still needs the sockets closed: :meth:`Context.destroy`
+closes them and then waits for the running termination instead of starting
+another.
+
+The termination does not run in gevent's threadpool, where it once did: that pool
+is shared and may be full, for instance of tasks blocked on this context's sockets
+that only the termination would wake with ``ETERM``; and the child of a plain
+:func:`os.fork` inherits a pool whose threads it does not have.
+
+A termination belongs to the process that started it. A child of :func:`os.fork`
+starts its own (for a context of its parent's it only marks the context closed,
+as pyzmq does). In a child of a plain fork without :func:`gevent.reinit`, the
+caller still waits greenly: gevent creates libev's loop with
+``EVFLAG_FORKCHECK``, so the loop re-creates its kernel state (epoll set, the
+async watchers' pipe) in the child before it next polls, and the thread's
+wake-up arrives. libuv has no such check: without :func:`gevent.reinit` its
+child keeps polling the parent's epoll instance, and no gevent wait there can be
+trusted, this one included (gevent requires ``reinit`` after a fork).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+import os
+from typing import Any, TypeVar
 
 import zmq
-from gevent._hub_local import get_hub_if_exists
-from greenlet import getcurrent
 
+from ._native import NativeThread
 from .socket import Socket
 
-__all__ = ["Context", "run_off_thread"]
+__all__ = ["Context"]
 
-_T = TypeVar("_T")
 # pyzmq's own term, bound now: once zmq_green.monkey has patched zmq, zmq.Context is ours.
 _native_term = zmq.Context.term
-
-
-def run_off_thread(func: Callable[..., _T], *args: Any) -> _T:
-    """Run a call that blocks inside libzmq (GIL released) in gevent's native threadpool.
-
-    The calling greenlet waits cooperatively; other greenlets keep running. From
-    the hub itself, or where no hub runs, the call is made inline: there is no
-    greenlet to give the time to.
-    """
-    hub = get_hub_if_exists()
-    if hub is None or getcurrent() is hub:
-        return func(*args)
-    return hub.threadpool.spawn(func, *args).get()  # type: ignore[no-any-return]
-
 
 _Socket_co = TypeVar("_Socket_co", bound=Socket[Any], covariant=True)
 
@@ -37,10 +56,11 @@ class Context(zmq.Context[_Socket_co]):
     """Green version of :class:`zmq.Context`.
 
     Its sockets are :class:`zmq_green.Socket`. :meth:`term` and :meth:`destroy`
-    block only the calling greenlet: libzmq's blocking termination runs in gevent's
-    threadpool, and greenlets waiting on the context's sockets get
-    :class:`zmq.ContextTerminated` (``ETERM``) as in pyzmq.
-    :meth:`instance` is a green singleton, separate from ``zmq.Context.instance()``.
+    block only the calling greenlet, and terminate the context once however many
+    greenlets call them and however often they are interrupted; greenlets waiting
+    on the context's sockets get :class:`zmq.ContextTerminated` (``ETERM``) as in
+    pyzmq. :meth:`instance` is a green singleton, separate from
+    ``zmq.Context.instance()``.
     """
 
     _socket_class: type[_Socket_co] = Socket  # type: ignore[assignment]
@@ -56,12 +76,65 @@ class Context(zmq.Context[_Socket_co]):
         See :meth:`zmq.Context.term`: blocking operations on its sockets raise
         :class:`zmq.ContextTerminated`; term returns once every socket is closed and
         its messages are sent or its linger period is over.
+
+        The first call starts the termination, in a native thread of its own; every
+        call, concurrent or later, waits for that same termination and raises what
+        it raised. An interrupted call (:class:`gevent.Timeout`, a kill,
+        ``KeyboardInterrupt``) leaves the termination running: call :meth:`term`
+        again, or :meth:`destroy` to close the sockets it waits for, to wait for
+        its end. From the hub, or from a thread without a hub, the call blocks
+        the thread, as pyzmq's does.
         """
+        if self.closed:
+            return
         if self._in_del:
-            # From a finalizer: switching greenlets here is not safe.
+            # From a finalizer: no termination can be running (its thread holds the
+            # context), and neither switching greenlets nor starting threads is safe here.
             _native_term(self)
             return
-        run_off_thread(_native_term, self)
+        termination = self._termination()
+        termination.join()
+        if termination.exception is not None:
+            raise termination.exception
+
+    def destroy(self, linger: int | None = None) -> None:
+        """Close all sockets of the context, then terminate it, blocking only the calling greenlet.
+
+        See :meth:`zmq.Context.destroy` and :meth:`term`. If a termination is
+        already running (its caller was interrupted), the sockets are closed and
+        the call waits for it.
+
+        Parameters
+        ----------
+        linger : int, optional
+            If specified, set LINGER on sockets prior to closing them.
+        """
+        if linger is not None and os.getpid() in self.__dict__.get("_terminations", ()):
+            # A socket that has seen the termination begin (a waiter got ETERM) takes
+            # no more options: libzmq refuses LINGER with ETERM, and pyzmq's destroy
+            # would stop there, leaving the other sockets open and the termination
+            # waiting for them. close(linger) sets what it can and closes anyway.
+            for socket in list(self._sockets):
+                if not socket.closed:
+                    socket.close(linger)
+        super().destroy(linger)
+
+    def _termination(self) -> NativeThread:
+        """This context's termination in this process, started by the first caller.
+
+        Per process: the child of a fork has not the thread of its parent's.
+        """
+        # Atomic under the GIL (no Python code runs in dict.setdefault): of callers
+        # racing here from several threads, one starts the termination.
+        terminations: dict[int, NativeThread] = self.__dict__.setdefault("_terminations", {})
+        pid = os.getpid()
+        termination = terminations.get(pid)
+        if termination is None:
+            candidate = NativeThread(_native_term, (self,))
+            termination = terminations.setdefault(pid, candidate)
+            if termination is candidate:
+                candidate.start()
+        return termination
 
     def __del__(self) -> None:
         self._in_del = True

@@ -7,11 +7,10 @@ How a proxy runs
 libzmq's native speed. Nothing can interrupt it but a message on its control
 socket or the termination of its sockets' context. So each call gets:
 
-* its own OS thread. Not a worker of the hub's threadpool: a proxy keeps its
-  thread for its whole life, and ``Context.term()``, which is what ends proxies
-  with ``ETERM``, runs in that pool; a few proxies would starve it for good. The
-  thread is started with the original ``_thread.start_new_thread``, so it is a
-  real thread even after ``gevent.monkey.patch_all()``;
+* its own OS thread (:class:`NativeThread`), real even after
+  ``gevent.monkey.patch_all()``. Not a worker of the hub's threadpool: a proxy
+  keeps its thread for its whole life, and a few proxies would starve that
+  shared pool for good;
 * an internal REQ/REP pair of sockets, in a private context of its own, the REP
   as the C proxy's control socket. The context is terminated when the call ends,
   so nothing of it outlives the call (libzmq frees a closed socket's fds later,
@@ -22,144 +21,29 @@ socket or the termination of its sockets' context. So each call gets:
 * if the caller gave a control socket, a greenlet relaying its commands to the
   internal pair, and the proxy's answers back.
 
-The caller waits for the thread with :class:`Completion`: a thread-safe one-shot
-flag whose waiters block through :func:`zmq_green._waiting.block`, woken by an
-async watcher that the finishing thread signals.
+The caller waits for the thread's end greenly (see :mod:`zmq_green._native`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 import zmq
-from gevent import get_hub
 from gevent._hub_local import get_hub_if_exists
-from gevent.monkey import get_original
 from greenlet import getcurrent
 from zmq.backend import proxy_steerable as _c_proxy_steerable
 
-from ._waiting import READY, Entry, block
+from ._native import Completion, NativeThread
 from .context import Context
 from .socket import Socket
 
 __all__ = ["Completion", "NativeThread", "device", "green_socket", "proxy", "proxy_steerable"]
 
-# Real OS threads and locks, whatever gevent.monkey has patched.
-_start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
-_allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
-
 TERMINATE = b"TERMINATE"
 STATISTICS = b"STATISTICS"
 # pyzmq's own class, bound now: once zmq_green.monkey has patched zmq, zmq.Socket is ours.
 _ZmqSocket = zmq.Socket
-
-
-class Completion:
-    """A one-shot flag, set from any OS thread, awaited by greenlets of any thread.
-
-    :meth:`wait` blocks only the calling greenlet. Each waiter holds an async
-    watcher on its own hub while it waits: the only watcher libev lets another
-    thread signal, and it keeps the hub's loop alive meanwhile.
-    """
-
-    __slots__ = ("_done", "_lock", "_watchers")
-
-    def __init__(self) -> None:
-        self._lock = _allocate_lock()
-        self._done = False
-        self._watchers: list[Any] = []
-
-    def is_set(self) -> bool:
-        """Whether :meth:`set` has been called."""
-        return self._done
-
-    def set(self) -> None:
-        """Set the flag and wake every waiter. Callable from any thread."""
-        with self._lock:
-            self._done = True
-            # Under the lock: a waiter closes its watcher only while holding it.
-            for watcher in self._watchers:
-                watcher.send()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block the calling greenlet until the flag is set or *timeout* seconds pass.
-
-        Returns
-        -------
-        set : bool
-            Whether the flag is set.
-        """
-        if self._done:
-            return True
-        hub = get_hub()
-        entry = Entry(hub, 0)
-        watcher = hub.loop.async_()
-        watcher.start(entry.wake, READY)
-        with self._lock:
-            if self._done:
-                watcher.close()
-                return True
-            self._watchers.append(watcher)
-        try:
-            block(entry, timeout)
-        finally:
-            with self._lock:
-                self._watchers.remove(watcher)
-                watcher.close()
-        return self._done
-
-
-class NativeThread:
-    """Run ``target(*args)`` in a real OS thread; join it from a greenlet without blocking the hub.
-
-    The part of :class:`threading.Thread`'s API that devices use: :meth:`start`,
-    :meth:`join`, :meth:`is_alive`, ``daemon``. The thread is real even after
-    ``gevent.monkey.patch_all()``, and, like a daemon thread, does not keep the
-    interpreter alive at exit (``daemon`` is accepted for compatibility only).
-
-    Attributes
-    ----------
-    result : object
-        What *target* returned.
-    exception : BaseException or None
-        What *target* raised, if anything.
-    """
-
-    def __init__(self, target: Callable[..., Any], args: Sequence[Any] = ()) -> None:
-        self.target = target
-        self.args = tuple(args)
-        self.daemon = True
-        self.result: Any = None
-        self.exception: BaseException | None = None
-        self.finished = Completion()
-        self._started = False
-
-    def start(self) -> None:
-        """Start the thread."""
-        if self._started:
-            raise RuntimeError("threads can only be started once")
-        self._started = True
-        _start_new_thread(self._run, ())
-
-    def _run(self) -> None:
-        try:
-            self.result = self.target(*self.args)
-        except BaseException as e:  # handed to whoever joins
-            self.exception = e
-        finally:
-            self.finished.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the thread ends or *timeout* seconds pass, blocking only the calling greenlet."""
-        if not self._started:
-            raise RuntimeError("cannot join thread before it is started")
-        self.finished.wait(timeout)
-
-    def is_alive(self) -> bool:
-        """Whether the thread has started and not yet finished."""
-        return self._started and not self.finished.is_set()
 
 
 def green_socket(socket: zmq.Socket[Any]) -> Socket[Any]:

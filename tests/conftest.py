@@ -18,6 +18,7 @@ import pytest
 import zmq
 
 import zmq_green
+from zmq_green._waiting import _waits_by_handle
 
 
 @pytest.fixture(params=["zmq", "zmq_green"])
@@ -43,11 +44,8 @@ def ctx() -> Iterator[zmq_green.Context]:
 
 
 @pytest.fixture
-def no_rescues() -> Iterator[None]:
-    """Fail the test if the safety timeout had to rescue a missed wake-up during it."""
-    before = zmq_green.stats()["rescues"]
-    yield
-    assert zmq_green.stats()["rescues"] == before, "a wake-up was missed (safety timeout rescued it)"
+def no_rescues() -> None:
+    """Kept for the tests that name it: every test now fails on a rescue (``_safety_net``)."""
 
 
 def outcome(func: Callable[..., Any], *args: Any) -> Any:
@@ -114,8 +112,38 @@ def pair(ctx: Any, a_type: int, b_type: int, transport: str = "inproc") -> tuple
     return a, b
 
 
+#: The safety timeout every test runs with: short, so that a missed wake-up is
+#: caught (as a rescue) inside the test that caused it, not hidden behind 10 s.
+TEST_SAFETY_TIMEOUT = 0.5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "rescues_expected: the test provokes safety-timeout rescues on purpose"
+    )
+
+
 @pytest.fixture(autouse=True)
-def _no_leftover_greenlets() -> Iterator[None]:
+def _safety_net(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with a short safety timeout and fails on a rescue (a missed wake-up)."""
+    saved = zmq_green.Socket.safety_timeout, zmq_green.Poller.safety_timeout
+    zmq_green.Socket.safety_timeout = zmq_green.Poller.safety_timeout = TEST_SAFETY_TIMEOUT
+    before = zmq_green.stats()["rescues"]
+    try:
+        yield
+    finally:
+        zmq_green.Socket.safety_timeout, zmq_green.Poller.safety_timeout = saved
+    if request.node.get_closest_marker("rescues_expected") is None:
+        rescues = zmq_green.stats()["rescues"] - before
+        assert rescues == 0, f"{rescues} wake-up(s) missed (found by the safety timeout)"
+
+
+@pytest.fixture(autouse=True)
+def _no_waiter_left() -> Iterator[None]:
+    """After a test, no greenlet still waits on an open socket: every wait ended with it."""
     yield
-    # Let killed greenlets finish their cleanup before the next test starts.
+    # Let killed greenlets finish their cleanup first.
     gevent.sleep(0)
+    gevent.sleep(0)
+    left = [w for w in _waits_by_handle.values() if w.count and not w.closed]
+    assert not left, f"greenlets still wait on {len(left)} open socket(s) after the test"

@@ -31,31 +31,70 @@ command arrives. Two consequences shape everything below:
   blocks right after its failed call, which also gives the other greenlets
   their turn: that is what ``EAGAIN`` means in a cooperative program;
 * whoever makes a call on a socket while others wait on it may have eaten their
-  signal, so it must read ``EVENTS`` once and wake whoever can now proceed.
+  signal -- a call that fails and then queues behind them too -- so it must
+  read ``EVENTS`` once and wake whoever can now proceed.
+
+When ``EVENTS`` lies
+--------------------
+
+``EVENTS`` is libzmq's ``has_in``/``has_out`` of the socket type, and for some
+types it answers "some pipe could take part in this", not "this call succeeds"
+(libzmq 4.3.5, ``src/*.cpp``):
+
+* ``POLLOUT`` is always set on PUB/XPUB (``dist_t::has_out`` returns true), but
+  with ``XPUB_NODROP`` a send fails with ``EAGAIN`` while any matching
+  subscriber is at its high-water mark; the same for RADIO (DRAFT);
+* ROUTER with ``ROUTER_MANDATORY`` sets ``POLLOUT`` when *any* peer has room; a
+  send to a full peer fails;
+* STREAM, SERVER and PEER (DRAFT) always set ``POLLOUT``; a send to a peer
+  whose pipe is full fails (STREAM: on the routing-id frame);
+* ``POLLIN`` on REQ means "a message is queued", but ``recv`` discards replies
+  with a bad envelope (or, with ``REQ_CORRELATE``, a stale request id) and may
+  then fail.
+
+Other types (PUSH/PULL, DEALER, PAIR, SUB/XSUB, REP, ROUTER without the option,
+DISH, CONFLATE on any of them) prefetch or check the very pipe the call will
+use, so their ``EVENTS`` holds until another call changes it. No type lies in
+both directions at once. We assume nothing of the sort, though: a head whose
+try fails twice in a row while ``EVENTS`` says it is ready is *lied to*. It
+blocks until there is news -- the fd fires, a call succeeds, someone leaves --
+and an ``EVENTS`` reading made right after another lied-to waiter's failed try
+wakes no lied-to waiter, so two of them can never wake each other in a loop.
+The second try covers the one honest case: a message that arrived while our
+first try failed, whose signal our own ``EVENTS`` reading then consumed.
 
 The protocol
 ------------
 
-Each socket has one :class:`SocketWaits` per hub: two FIFO lines (readers and
-writers), a set of pollers, and one io watcher on ``ZMQ_FD`` that is started
-only while somebody waits. Only the head of a line waits on the socket; the
-others wait for their turn. When ``EVENTS`` shows readiness, the head of the
-matching line and every matching poller are woken -- one greenlet per readiness
-per line. Whoever makes a call on the socket while others wait, and a head that
-leaves its line for any reason (success, timeout, kill, error), has ``EVENTS``
-read again before the hub next blocks (:meth:`SocketWaits.poke`): that hands the
-turn on if the socket is still ready, in either direction. A poller reads
-``EVENTS`` on all its sockets when it starts to wait (``zmq_poll``); once woken
-it checks only the sockets that woke it, since the others have stayed quiet.
-``close()`` wakes every waiter with ``ENOTSOCK``; a terminating context wakes
-them with ``ETERM`` (libzmq posts a command, ``EVENTS`` then fails with
-``ETERM``).
+Each libzmq socket has one :class:`SocketWaits` (shared by every Python object
+over it: shadows too), bound to one hub: two FIFO lines (readers and writers),
+a set of pollers, and one io watcher on ``ZMQ_FD`` that is started only while
+somebody waits. Only the head of a line tries the call; the others wait for
+their turn. When ``EVENTS`` shows readiness, the head of the matching line and
+every matching poller are woken -- one greenlet per readiness per line.
+Whoever makes a call on the socket while others wait, and a head that leaves its
+line for any reason (success, timeout, kill, error), has ``EVENTS`` read again
+before the hub next blocks (:meth:`SocketWaits.poke`): that hands the turn on if
+the socket is still ready, in either direction. A poller reads ``EVENTS`` on
+all its sockets when it starts to wait (``zmq_poll``); once woken it checks
+only the sockets that woke it, since the others have stayed quiet. ``close()``
+wakes every waiter with ``ENOTSOCK``; a terminating context wakes them with
+``ETERM`` (libzmq posts a command, ``EVENTS`` then fails with ``ETERM``).
+
+A call that arrives while others of its direction are queued tries once before
+queueing, and may so overtake them: that keeps a busy socket fast. It may do so
+:data:`OVERTAKE_LIMIT` times per queue; then newcomers queue at the back (with
+``DONTWAIT`` they get ``EAGAIN``) until the line has emptied, so no waiter is
+passed over more than that many times.
 
 Blocking itself happens in :func:`block` only: a :class:`gevent.hub.Waiter` and at
-most one timer, closed on every exit. A head also arms the *safety timeout*. It
-is a net, not a mechanism: when it fires and the socket turns out to be ready,
+most one timer, closed on every exit. The timer is armed from a fresh clock: the
+loop's cached one is stale by however long the caller ran since the hub's last
+turn, and every timeout is measured from the call. Every waiter also arms the
+*safety timeout*. It is a net, not a mechanism: when it fires, the head tries
+again, and so does whoever its ``EVENTS`` reading wakes; if that try succeeds,
 the wake-up was missed, and :func:`stats` counts a *rescue*. The test suite
-asserts that there are none.
+fails on any.
 
 Busy-polling
 ------------
@@ -91,6 +130,8 @@ from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT
 
 __all__ = [
     "DEFAULT_BUSY_POLL",
+    "OVERTAKE_LIMIT",
+    "RESCUED",
     "Entry",
     "PollEntry",
     "SocketWaits",
@@ -113,7 +154,13 @@ _monotonic = time.monotonic
 
 # What a waiter is woken with. Errors are passed as exception instances.
 READY = "ready"
+#: Ready, as found by somebody's safety timeout: if the try succeeds, it is a rescue.
+RESCUED = "rescued"
 TIMER = "timer"
+
+#: How many calls may overtake the waiters queued in one line before newcomers
+#: queue behind them (see the module's notes).
+OVERTAKE_LIMIT = 8
 
 
 def _default_busy_poll() -> float:
@@ -168,16 +215,18 @@ class Entry:
 
     ``mask`` is what it waits for (``POLLIN``, ``POLLOUT``, or both for a poller).
     ``woken`` is set when a wake-up has been sent and not yet consumed, so that a
-    readiness is delivered once, not once per observer.
+    readiness is delivered once, not once per observer. ``lied`` is set while
+    ``EVENTS`` says the socket is ready for it and its tries fail regardless.
     """
 
-    __slots__ = ("hub", "mask", "waiter", "woken")
+    __slots__ = ("hub", "lied", "mask", "waiter", "woken")
 
     def __init__(self, hub: Hub, mask: int) -> None:
         self.hub = hub
         self.waiter = Waiter(hub)
         self.mask = mask
         self.woken = False
+        self.lied = False
 
     def wake(self, value: Any) -> None:
         """Deliver *value* to the waiting greenlet, at most once per wait."""
@@ -205,10 +254,10 @@ class PollEntry(Entry):
         super().__init__(hub, 0)
         self.fired: list[tuple[SocketWaits, int]] = []
 
-    def fire(self, waits: SocketWaits, mask: int) -> None:
+    def fire(self, waits: SocketWaits, mask: int, value: str = READY) -> None:
         """*waits*' socket may be ready for *mask*: note it, and wake the poller (once)."""
         self.fired.append((waits, mask))
-        self.wake(READY)
+        self.wake(value)
 
 
 class _BusyPoll:
@@ -257,8 +306,12 @@ def block(entry: Entry, seconds: float | None, busy_poll: float = 0.0) -> Any:
         busy.extend(busy_poll)
     if seconds is None:
         return waiter.get()
+    loop = entry.hub.loop
+    # The loop's clock is cached: after CPU work or a blocking call it is behind,
+    # and a timer armed from it fires early by that much.
+    loop.update_now()
     # libuv counts whole milliseconds (and warns below one).
-    timer = entry.hub.loop.timer(max(seconds, 0.001) if seconds > 0 else 0)
+    timer = loop.timer(max(seconds, 0.001) if seconds > 0 else 0)
     timer.start(waiter.switch, TIMER)
     try:
         return waiter.get()
@@ -283,19 +336,22 @@ def block_until(
 
 
 class SocketWaits:
-    """The greenlets waiting on one socket in one hub, and the watcher that wakes them.
+    """The greenlets waiting on one libzmq socket in one hub, and the watcher that wakes them.
 
-    One per socket (``waits_of``); rebound to another hub when the socket is handed
-    to another thread while nobody waits on it. It holds the socket weakly, so that
-    an abandoned socket is still closed by its ``__del__``.
+    One per libzmq socket (:func:`waits_of`), shared by every Python object over
+    it; rebound to another hub when the socket is handed to another thread while
+    nobody waits on it. It holds those objects weakly, so that an abandoned socket
+    is still closed by its ``__del__``.
     """
 
     __slots__ = (
-        "_ref",
+        "__weakref__",
+        "_refs",
         "closed",
         "count",
-        "held",
+        "fifo",
         "hub",
+        "overtaken",
         "poked",
         "pollers",
         "readers",
@@ -304,7 +360,7 @@ class SocketWaits:
     )
 
     def __init__(self, socket: zmq.Socket[Any]) -> None:
-        self._ref = weakref.ref(socket)
+        self._refs = [weakref.ref(socket)]
         self.hub: Hub | None = None
         self.watcher: Any = None
         self.readers: deque[Entry] = deque()
@@ -314,17 +370,28 @@ class SocketWaits:
         #: readers + writers + pollers: non-zero means someone may need waking.
         self.count = 0
         self.closed = False
-        #: A greenlet is in the middle of a multipart send: no other sender may start.
-        self.held = False
+        #: The directions (POLLIN, POLLOUT) whose newcomers must queue until the
+        #: line has emptied: they overtook its waiters OVERTAKE_LIMIT times, or a
+        #: greenlet waits in the middle of a multipart send.
+        self.fifo = 0
+        #: Calls that overtook the waiters of each line, by direction.
+        self.overtaken = {POLLIN: 0, POLLOUT: 0}
         #: A recheck is scheduled for the hub's next turn.
         self.poked = False
 
     @property
     def socket(self) -> zmq.Socket[Any]:
-        sock = self._ref()
-        if sock is None:  # only reachable from a stale watcher callback
-            raise zmq_error(ENOTSOCK)
-        return sock
+        """A live Python object over the libzmq socket."""
+        for ref in self._refs:
+            sock = ref()
+            if sock is not None:
+                return sock
+        raise zmq_error(ENOTSOCK)  # only reachable from a stale watcher callback
+
+    def adopt(self, socket: zmq.Socket[Any]) -> None:
+        """Another Python object (a shadow) over the same libzmq socket shares these waits."""
+        self._refs = [ref for ref in self._refs if ref() is not None]
+        self._refs.append(weakref.ref(socket))
 
     # -- joining and leaving ----------------------------------------------
 
@@ -378,35 +445,37 @@ class SocketWaits:
         except zmq.ZMQError:
             pass  # every waiter has been told
 
-    def events(self, me: Entry | None = None) -> int:
+    def events(self, me: Entry | None = None, value: str = READY) -> int:
         """Read ``EVENTS`` and wake whoever can now proceed, except *me*.
 
-        On an error (``ETERM``, ``ENOTSOCK``) every waiter is woken with it, and it
-        is raised to the caller too.
+        *value* is what they are woken with. If *me* was lied to (see the module's
+        notes), no other lied-to waiter is woken. On an error (``ETERM``,
+        ``ENOTSOCK``) every waiter is woken with it, and it is raised to the caller too.
         """
         try:
             events = cast(int, _raw_get(self.socket, EVENTS))
         except zmq.ZMQError as e:
             self.fail_all(e.errno or ENOTSOCK)
             raise
-        self.dispatch(events, me)
+        self.dispatch(events, me, value)
         return events
 
-    def dispatch(self, events: int, me: Entry | None = None) -> None:
+    def dispatch(self, events: int, me: Entry | None = None, value: str = READY) -> None:
         """Wake the head of each line that *events* make ready, and matching pollers."""
+        quiet = me is not None and me.lied
         if events & POLLIN and self.readers:
             head = self.readers[0]
-            if head is not me:
-                head.wake(READY)
+            if head is not me and not (quiet and head.lied):
+                head.wake(value)
         if events & POLLOUT and self.writers:
             head = self.writers[0]
-            if head is not me:
-                head.wake(READY)
+            if head is not me and not (quiet and head.lied):
+                head.wake(value)
         if self.pollers:
             # A copy: a woken poller runs at once (we may be in the hub) and leaves.
             for poller, mask in list(self.pollers.items()):
                 if mask & events and poller is not me:
-                    poller.fire(self, mask)
+                    poller.fire(self, mask, value)
 
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.
@@ -427,6 +496,22 @@ class SocketWaits:
                 self.events()
             except zmq.ZMQError:
                 pass  # every waiter has been told
+
+    def overtook(self, direction: int) -> None:
+        """A call of *direction* succeeded while others wait: recheck, and count it against the line.
+
+        Once a line's waiters have been overtaken :data:`OVERTAKE_LIMIT` times,
+        newcomers of that direction queue behind them until the line has emptied.
+        A head that ``EVENTS`` lies to is not counted as overtaken: its call could
+        not have succeeded (a ROUTER's send to a full peer, while others go to peers
+        with room).
+        """
+        line = self.readers if direction == POLLIN else self.writers
+        if line and not line[0].lied:
+            self.overtaken[direction] += 1
+            if self.overtaken[direction] >= OVERTAKE_LIMIT:
+                self.fifo |= direction
+        self.poke()
 
     def fail_all(self, errno: int) -> None:
         """Wake every waiter with ``ZMQError(errno)``."""
@@ -462,6 +547,7 @@ class SocketWaits:
         (-1: forever; on expiry ``zmq.Again``); *front* puts us at the head of the
         line (the next frame of a multipart message that already holds the socket).
         """
+        deadline = None if timeout_ms < 0 else _monotonic() + timeout_ms / 1000.0
         if timeout_ms == 0:
             # pyzmq's RCVTIMEO/SNDTIMEO of 0: fail at once, as the fast path just did.
             self.poke()
@@ -474,46 +560,65 @@ class SocketWaits:
         else:
             line.append(entry)
         self.join()
-        deadline = None if timeout_ms < 0 else _monotonic() + timeout_ms / 1000.0
-        retry = False  # the caller has just failed: read EVENTS before trying again
+        sock = self.socket
+        safety = safety_timeout_of(sock)
+        busy_poll = busy_poll_of(sock)
+        failed = 1  # tries that failed since the last news; the fast path's was one
+        attempt = rescue = False
         try:
+            # Our failed try may have processed the commands that others wait for.
+            if self.count > 1:
+                attempt = bool(self.events(entry) & direction)
             while True:
                 if self.closed:
                     raise zmq_error(ENOTSOCK)
                 head = line[0] is entry
-                if head:
-                    if retry:
+                while head and attempt:
+                    try:
+                        result = op(*args)
+                    except zmq.Again:
+                        failed += 1
+                    else:
+                        if rescue:
+                            _stats["rescues"] += 1
+                        return result
+                    # Alone, we block at once (see above). Otherwise what our try
+                    # processed may concern the others, and EVENTS may say we are
+                    # ready all the same: a message came meanwhile -- or it lies.
+                    attempt = self.count > 1 and bool(self.events(entry) & direction)
+                    if attempt and failed >= 2:
+                        entry.lied = True
+                        attempt = False
+                value, expiry = block_until(entry, deadline, safety, busy_poll if head else 0.0)
+                if value is READY or value is RESCUED:
+                    entry.lied = False
+                    failed = 0
+                    attempt = True
+                    rescue = value is RESCUED
+                    continue
+                if value is not TIMER:
+                    raise value
+                head = line[0] is entry
+                if expiry:
+                    # The deadline passed: a last try, then Again.
+                    if head:
                         try:
                             return op(*args)
                         except zmq.Again:
                             pass
-                    # A failed call left the fd signalled if anything is pending
-                    # (see above), so a lone waiter blocks at once: the hub's turn
-                    # is what EAGAIN means. With others waiting, EVENTS is read
-                    # for them and for us.
-                    if self.count > 1 and self.events(entry) & direction:
-                        retry = True
-                        continue
-                retry = True
-                if head:
-                    sock = self.socket
-                    value, expiry = block_until(entry, deadline, safety_timeout_of(sock), busy_poll_of(sock))
-                else:
-                    value, expiry = block_until(entry, deadline, None)
-                if value is READY:
-                    continue
-                if value is not TIMER:
-                    raise value
-                ready = self.events(entry) & direction
-                if not expiry:
-                    _stats["safety_wakeups"] += 1
-                    if ready and head:
-                        _stats["rescues"] += 1
-                elif not (ready and head):
                     raise zmq_error(EAGAIN)
+                # The safety net fired: try again, and have the others try too.
+                _stats["safety_wakeups"] += 1
+                if self.count > 1:
+                    self.events(entry, RESCUED)
+                attempt = rescue = head
+                failed = 0
         finally:
             was_head = line[0] is entry
             line.remove(entry)
+            if not line:
+                self.fifo &= ~direction
+                self.overtaken[direction] = 0
             self.leave()
             if was_head and self.count:
                 # Our call (or our leaving the head of the line) may concern the others,
@@ -559,13 +664,27 @@ def remove_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> No
                 waits.watcher.stop()
 
 
-def waits_of(socket: zmq.Socket[Any]) -> SocketWaits:
-    """The :class:`SocketWaits` of *socket*, created on first use.
+# Every Python object over one libzmq socket (an original and its shadows) shares
+# its waits: a call through one may eat the signal that a waiter on another needs.
+_waits_by_handle: weakref.WeakValueDictionary[int, SocketWaits] = weakref.WeakValueDictionary()
 
-    Green sockets make theirs at creation; a plain ``zmq.Socket`` given to a green
-    Poller gets one here.
+
+def waits_of(socket: zmq.Socket[Any]) -> SocketWaits:
+    """The :class:`SocketWaits` of *socket*'s libzmq socket, created on first use.
+
+    Green sockets get theirs at creation; a plain ``zmq.Socket`` given to a green
+    Poller gets one here. Objects over the same libzmq socket share one.
     """
     waits: SocketWaits | None = socket.__dict__.get("_waits")
     if waits is None:
-        waits = socket.__dict__["_waits"] = SocketWaits(socket)
+        handle = socket.underlying
+        waits = _waits_by_handle.get(handle) if handle else None
+        if waits is None or waits.closed:
+            # None, or a closed socket's: libzmq reuses the memory of closed sockets.
+            waits = SocketWaits(socket)
+            if handle:
+                _waits_by_handle[handle] = waits
+        else:
+            waits.adopt(socket)
+        socket.__dict__["_waits"] = waits
     return waits

@@ -14,6 +14,7 @@ from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
     READY,
+    RESCUED,
     PollEntry,
     SocketWaits,
     _stats,
@@ -134,11 +135,13 @@ class Poller(zmq.Poller):
                 value, expiry = block_until(entry, deadline, safety, busy_poll)
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
-                if value is READY:
+                if value is READY or value is RESCUED:
                     # Every other socket's fd has stayed quiet since poll() found it
                     # not ready, so it still is not: check only what fired.
                     ready = self._check(entry.fired, fds)
                     if ready:
+                        if value is RESCUED:  # found by another waiter's safety timeout
+                            _stats["rescues"] += 1
                         return ready
                     continue
                 ready = zmq_poll(self.sockets, 0)

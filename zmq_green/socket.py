@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Callable, TypeVar, cast
 
 import zmq
 from zmq.backend import Socket as _RawSocket
 
-from ._ints import DONTWAIT, EVENTS, POLLIN, POLLOUT, RCVMORE, RCVTIMEO, SNDMORE, SNDTIMEO
+from ._ints import DONTWAIT, EAGAIN, EVENTS, POLLIN, POLLOUT, RCVMORE, RCVTIMEO, SNDMORE, SNDTIMEO
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
@@ -31,6 +31,7 @@ _Again = zmq.Again
 _ZMQError = zmq.ZMQError
 
 
+_T = TypeVar("_T")
 _Recv_co = TypeVar("_Recv_co", covariant=True)
 
 
@@ -118,27 +119,7 @@ class Socket(zmq.Socket[_Recv_co]):
             data = _draft_frame(self, data, copy, track, routing_id, group)
         if flags:
             flags = _as_int(flags)
-        waits = self._waits
-        tracker: zmq.MessageTracker | None
-        if not waits.held:
-            try:
-                tracker = _send(self, data, flags | DONTWAIT, copy, track)
-            except _Again:
-                if flags & DONTWAIT:
-                    waits.poke()
-                    raise
-            except _ZMQError:
-                waits.poke()
-                raise
-            else:
-                if waits.count:
-                    waits.poke()
-                return green_tracker(tracker) if track and tracker else tracker
-        elif flags & DONTWAIT:
-            raise zmq_error(zmq.EAGAIN)
-        tracker = waits.call(
-            POLLOUT, cast(int, _get(self, SNDTIMEO)), _send, self, data, flags | DONTWAIT, copy, track
-        )
+        tracker = _green(self, POLLOUT, flags, _send, data, flags | DONTWAIT, copy, track)
         return green_tracker(tracker) if track and tracker else tracker
 
     def send_multipart(
@@ -182,14 +163,12 @@ class Socket(zmq.Socket[_Recv_co]):
                 tracker = _send(self, msg_parts[i], frame_flags, copy, track)
             except _Again:
                 # libzmq counts its high-water mark in whole messages, so this is not
-                # expected; if it happens, hold the send side until the last frame.
-                waits.held = True
-                try:
-                    tracker = waits.call(
-                        POLLOUT, -1, _send, self, msg_parts[i], frame_flags, copy, track, front=True
-                    )
-                finally:
-                    waits.held = False
+                # expected; if it happens, no other sender may start until our last
+                # frame (newcomers queue behind us).
+                waits.fifo |= POLLOUT
+                tracker = waits.call(
+                    POLLOUT, -1, _send, self, msg_parts[i], frame_flags, copy, track, front=True
+                )
         if waits.count:
             waits.poke()
         return green_tracker(tracker) if track and tracker else tracker
@@ -204,21 +183,7 @@ class Socket(zmq.Socket[_Recv_co]):
         """
         if flags:
             flags = _as_int(flags)
-        waits = self._waits
-        try:
-            msg = _recv(self, flags | DONTWAIT, copy, track)
-        except _Again:
-            if flags & DONTWAIT:
-                waits.poke()
-                raise
-        except _ZMQError:
-            waits.poke()
-            raise
-        else:
-            if waits.count:
-                waits.poke()
-            return msg
-        return waits.call(POLLIN, cast(int, _get(self, RCVTIMEO)), _recv, self, flags | DONTWAIT, copy, track)
+        return _green(self, POLLIN, flags, _recv, flags | DONTWAIT, copy, track)
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
         """Receive a multipart message as a list of bytes or Frames, greenly.
@@ -228,8 +193,11 @@ class Socket(zmq.Socket[_Recv_co]):
         Parameters are those of :meth:`zmq.Socket.recv_multipart`.
         """
         parts = [self.recv(flags, copy=copy, track=track)]
-        while _get(self, RCVMORE):
-            parts.append(self.recv(flags, copy=copy, track=track))
+        if _get(self, RCVMORE):
+            # The rest is here already, and taken without queueing behind other readers.
+            flags = _as_int(flags) | DONTWAIT
+            while _get(self, RCVMORE):
+                parts.append(_recv(self, flags, copy, track))
         return parts
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
@@ -239,9 +207,22 @@ class Socket(zmq.Socket[_Recv_co]):
         """
         if flags:
             flags = _as_int(flags)
-        waits = self._waits
+        return _green(self, POLLIN, flags, _recv_into_dontwait, buffer, nbytes, flags)
+
+    _poller_class = Poller
+
+
+def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T], *args: Any) -> _T:
+    """``op(socket, *args)``, a libzmq call made with ``DONTWAIT``; on ``EAGAIN``, wait and retry.
+
+    The fast path of every send and receive: one try, and the hub only if others
+    wait (they are told what the call changed) or if the call must wait. *flags*
+    are the caller's: with ``DONTWAIT``, ``EAGAIN`` is raised instead of waiting.
+    """
+    waits = socket._waits
+    if not waits.fifo & direction:
         try:
-            n = _recv_into(self, buffer, nbytes=nbytes, flags=flags | DONTWAIT)
+            result = op(socket, *args)
         except _Again:
             if flags & DONTWAIT:
                 waits.poke()
@@ -251,13 +232,13 @@ class Socket(zmq.Socket[_Recv_co]):
             raise
         else:
             if waits.count:
-                waits.poke()
-            return n
-        return waits.call(
-            POLLIN, cast(int, _get(self, RCVTIMEO)), _recv_into_dontwait, self, buffer, nbytes, flags
-        )
-
-    _poller_class = Poller
+                waits.overtook(direction)
+            return result
+    elif flags & DONTWAIT:
+        # Queued waiters have been overtaken often enough: this turn is theirs.
+        raise zmq_error(EAGAIN)
+    timeout = cast(int, _get(socket, RCVTIMEO if direction == POLLIN else SNDTIMEO))
+    return waits.call(direction, timeout, op, socket, *args)
 
 
 def _as_int(flags: Any) -> int:

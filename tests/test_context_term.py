@@ -21,6 +21,7 @@ import zmq
 from conftest import outcome, run_script
 
 import zmq_green
+import zmq_green._native
 import zmq_green.context
 
 LINGER_MS = 300
@@ -344,3 +345,19 @@ print(verdict.decode())
 def test_a_child_of_a_plain_fork_terminates_a_context(mod: Any, loop: str) -> None:
     script = f"LOOP = {loop!r}\nMOD = {mod.__name__!r}\nWAIT = {WAIT}\n" + FORK
     assert run_script(script, timeout=WAIT * 2).stdout.strip() == "OK"
+
+
+@pytest.mark.timeout(WAIT)
+def test_a_termination_that_could_not_start_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = zmq_green.Context()
+
+    def no_thread(*args: Any) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(zmq_green._native, "_start_new_thread", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        ctx.term()
+    assert not ctx.closed
+    monkeypatch.undo()
+    ctx.term()
+    assert ctx.closed

@@ -9,23 +9,25 @@ threads here are started with the original ``_thread.start_new_thread``, so they
 are real even after ``gevent.monkey.patch_all()``.
 
 A thread's end is a :class:`Completion`: a one-shot flag that the thread sets
-and any number of callers wait for, each as its situation allows. A greenlet
-blocks through :func:`zmq_green._waiting.block`, woken by an async watcher on its
-own hub: the only watcher that libev and libuv let another thread signal. The
-OS thread blocks instead, on a native lock,
+and any number of callers wait for. A greenlet blocks through
+:func:`zmq_green._waiting.block`, woken by an async watcher on its own hub: the
+only watcher that libev and libuv let another thread signal. The hub itself, and
+a thread without a hub, block the OS thread on a native lock instead: the hub
+has no greenlet to give the time to, and a thread without a hub has no other
+greenlets.
 
-* in the hub itself, which has no greenlet to give the time to;
-* in a thread without a hub, which has no other greenlets;
-* under a hub inherited through :func:`os.fork`. Its async watchers cannot be
-  trusted there: with libuv, the child polls the parent's epoll instance
-  (shared until :func:`gevent.reinit`), and the parent may consume the wake-up;
-  with libev, which re-creates its kernel state in the child by itself
-  (``EVFLAG_FORKCHECK``), a wake-up is still lost if the parent had used the
-  hub's threadpool and the watcher was started before the child's loop ran.
-  Both were seen to hang a child. ``gevent.reinit`` leaves no mark to tell the
-  repaired hub from the broken one, so any hub older than the process counts
-  as inherited: its greenlets wait natively for a native thread (they rarely
-  do: a context's termination, the end of a proxy).
+A hub inherited through a fork is a case apart. In the child of a plain
+:func:`os.fork`, without :func:`gevent.reinit`, its async watchers cannot be
+trusted: with libuv the child polls the parent's epoll instance, and the parent
+may consume the wake-up; with libev, which re-creates its kernel state in the
+child by itself (``EVFLAG_FORKCHECK``), a wake-up is still lost if the parent
+had used the hub's threadpool and the watcher was started before the child's
+loop ran. Both were seen to hang a child, and both work after ``gevent.reinit``
+-- which leaves no mark telling a repaired hub from a broken one. So under any
+hub older than the process (:func:`inherited_hub`), a wait that is short and
+must not hang, a context's termination, blocks the OS thread
+(:meth:`Completion.wait_blocking`). A proxy's caller still waits greenly:
+blocking the hub for the proxy's whole life would stop the child.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from greenlet import getcurrent
 
 from ._waiting import READY, Entry, block
 
-__all__ = ["Completion", "NativeThread", "green_hub"]
+__all__ = ["Completion", "NativeThread", "inherited_hub"]
 
 # Real OS threads and locks, whatever gevent.monkey has patched.
 _start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
@@ -61,16 +63,13 @@ def _note_fork() -> None:
 os.register_at_fork(before=_note_fork)
 
 
-def green_hub() -> Hub | None:
-    """The hub the calling greenlet may wait on for a native thread, or None: block the OS thread.
+def inherited_hub() -> bool:
+    """Whether the calling thread's hub was made before a fork that made this process.
 
-    None in the hub itself, in a thread without a hub, and under a hub that a
-    fork copied into this process (see the module's notes).
+    If so, its async watchers may lose a wake-up (see the module's notes).
     """
     hub = get_hub_if_exists()
-    if hub is None or getcurrent() is hub or _hub_pids.get(hub, os.getpid()) != os.getpid():
-        return None
-    return hub
+    return hub is not None and _hub_pids.get(hub, os.getpid()) != os.getpid()
 
 
 class Completion:
@@ -78,8 +77,7 @@ class Completion:
 
     :meth:`wait` blocks only the calling greenlet. Each waiting greenlet holds an
     async watcher on its own hub while it waits; it keeps the hub's loop alive
-    meanwhile. Where a greenlet cannot wait (see :func:`green_hub`), :meth:`wait`
-    blocks the OS thread.
+    meanwhile. :meth:`wait_blocking` blocks the OS thread.
     """
 
     __slots__ = ("_done", "_lock", "_unset", "_watchers")
@@ -88,7 +86,7 @@ class Completion:
         self._lock = _allocate_lock()
         self._done = False
         self._watchers: list[Any] = []
-        # Held until set(): the native waiters block on it.
+        # Held until set(): wait_blocking() blocks on it.
         self._unset = _allocate_lock()
         self._unset.acquire()
 
@@ -109,6 +107,9 @@ class Completion:
     def wait(self, timeout: float | None = None) -> bool:
         """Block the calling greenlet until the flag is set or *timeout* seconds pass.
 
+        From the hub itself, or in a thread without a hub, this is
+        :meth:`wait_blocking`: there is no other greenlet to give the time to.
+
         Returns
         -------
         set : bool
@@ -116,11 +117,9 @@ class Completion:
         """
         if self._done:
             return True
-        hub = green_hub()
-        if hub is None:
-            if self._unset.acquire(True, -1 if timeout is None else max(timeout, 0)):
-                self._unset.release()  # for the next native waiter
-            return self._done
+        hub = get_hub_if_exists()
+        if hub is None or getcurrent() is hub:
+            return self.wait_blocking(timeout)
         entry = Entry(hub, 0)
         watcher = hub.loop.async_()
         watcher.start(entry.wake, READY)
@@ -135,6 +134,20 @@ class Completion:
             with self._lock:
                 self._watchers.remove(watcher)
                 watcher.close()
+        return self._done
+
+    def wait_blocking(self, timeout: float | None = None) -> bool:
+        """Block the calling OS thread until the flag is set or *timeout* seconds pass.
+
+        Returns
+        -------
+        set : bool
+            Whether the flag is set.
+        """
+        if self._done:
+            return True
+        if self._unset.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            self._unset.release()  # for the next one blocked here
         return self._done
 
 

@@ -18,20 +18,17 @@ termination, which still needs the sockets closed: :meth:`Context.destroy`
 closes them and then waits for the running termination instead of starting
 another.
 
-The termination does not run in gevent's threadpool, where it once did: that pool
-is shared and may be full, for instance of tasks blocked on this context's sockets
-that only the termination would wake with ``ETERM``; and the child of a plain
-:func:`os.fork` inherits a pool whose threads it does not have.
+The termination does not run in gevent's threadpool: that pool is shared and may
+be full, for instance of tasks blocked on this context's sockets that only the
+termination would wake with ``ETERM``; and the child of a plain :func:`os.fork`
+inherits a pool whose threads it does not have.
 
 A termination belongs to the process that started it. A child of :func:`os.fork`
 starts its own (for a context of its parent's it only marks the context closed,
-as pyzmq does). In a child of a plain fork without :func:`gevent.reinit`, the
-caller still waits greenly: gevent creates libev's loop with
-``EVFLAG_FORKCHECK``, so the loop re-creates its kernel state (epoll set, the
-async watchers' pipe) in the child before it next polls, and the thread's
-wake-up arrives. libuv has no such check: without :func:`gevent.reinit` its
-child keeps polling the parent's epoll instance, and no gevent wait there can be
-trusted, this one included (gevent requires ``reinit`` after a fork).
+as pyzmq does), and, under the hub it inherited, waits for it blocking its OS
+thread, as in the hub itself or a thread without a hub: that hub may lose the
+wake-up of a thread's end (see :mod:`zmq_green._native`), and a termination
+lasts no longer than its sockets' linger.
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from ._native import NativeThread
+from ._native import NativeThread, inherited_hub
 from .socket import Socket
 
 __all__ = ["Context"]
@@ -82,8 +79,8 @@ class Context(zmq.Context[_Socket_co]):
         it raised. An interrupted call (:class:`gevent.Timeout`, a kill,
         ``KeyboardInterrupt``) leaves the termination running: call :meth:`term`
         again, or :meth:`destroy` to close the sockets it waits for, to wait for
-        its end. From the hub, or from a thread without a hub, the call blocks
-        the thread, as pyzmq's does.
+        its end. From the hub, from a thread without a hub, or under a hub
+        inherited through a fork, the call blocks the thread, as pyzmq's does.
         """
         if self.closed:
             return
@@ -93,7 +90,10 @@ class Context(zmq.Context[_Socket_co]):
             _native_term(self)
             return
         termination = self._termination()
-        termination.join()
+        if inherited_hub():
+            termination.finished.wait_blocking()  # see the module's notes
+        else:
+            termination.join()
         if termination.exception is not None:
             raise termination.exception
 
@@ -102,14 +102,15 @@ class Context(zmq.Context[_Socket_co]):
 
         See :meth:`zmq.Context.destroy` and :meth:`term`. If a termination is
         already running (its caller was interrupted), the sockets are closed and
-        the call waits for it.
+        the call waits for it; a socket that has seen it begin refuses *linger*
+        (libzmq takes no options then) and is closed all the same.
 
         Parameters
         ----------
         linger : int, optional
             If specified, set LINGER on sockets prior to closing them.
         """
-        if linger is not None and os.getpid() in self.__dict__.get("_terminations", ()):
+        if linger is not None and os.getpid() in self._terminations():
             # A socket that has seen the termination begin (a waiter got ETERM) takes
             # no more options: libzmq refuses LINGER with ETERM, and pyzmq's destroy
             # would stop there, leaving the other sockets open and the termination
@@ -119,21 +120,27 @@ class Context(zmq.Context[_Socket_co]):
                     socket.close(linger)
         super().destroy(linger)
 
-    def _termination(self) -> NativeThread:
-        """This context's termination in this process, started by the first caller.
+    def _terminations(self) -> dict[int, NativeThread]:
+        """This context's terminations, by process: the child of a fork has not the thread of its parent's."""
+        terminations: dict[int, NativeThread] = self.__dict__.setdefault("_termination_threads", {})
+        return terminations
 
-        Per process: the child of a fork has not the thread of its parent's.
-        """
+    def _termination(self) -> NativeThread:
+        """This context's termination in this process, started by the first caller."""
         # Atomic under the GIL (no Python code runs in dict.setdefault): of callers
         # racing here from several threads, one starts the termination.
-        terminations: dict[int, NativeThread] = self.__dict__.setdefault("_terminations", {})
+        terminations = self._terminations()
         pid = os.getpid()
         termination = terminations.get(pid)
         if termination is None:
             candidate = NativeThread(_native_term, (self,))
             termination = terminations.setdefault(pid, candidate)
             if termination is candidate:
-                candidate.start()
+                try:
+                    candidate.start()
+                except BaseException:  # no thread to be had: the next caller tries again
+                    del terminations[pid]
+                    raise
         return termination
 
     def __del__(self) -> None:

@@ -31,10 +31,10 @@ def refused_endpoint() -> Iterator[str]:
     holder.close()
 
 
-def lingering_push(ctx: Any, endpoint: str) -> Any:
-    """A PUSH socket holding one message for a peer that never connects, LINGER_MS long."""
+def lingering_push(ctx: Any, endpoint: str, linger: int = LINGER_MS) -> Any:
+    """A PUSH socket holding one message for a peer that never connects, *linger* ms long."""
     push = ctx.socket(zmq.PUSH)
-    push.linger = LINGER_MS
+    push.linger = linger
     push.connect(endpoint)
     push.send(b"never delivered")
     return push

@@ -10,40 +10,20 @@ a child of a plain ``os.fork()`` can terminate a context of its own.
 
 from __future__ import annotations
 
-import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import pytest
 import zmq
 from conftest import outcome, run_script
+from test_context import LINGER_MS, lingering_push, refused_endpoint  # noqa: F401
 
 import zmq_green
 import zmq_green._native
 import zmq_green.context
 
-LINGER_MS = 300
 WAIT = 20.0  # seconds for what should happen at once; only a guard against hangs
-
-
-@pytest.fixture
-def refused_endpoint() -> Iterator[str]:
-    """A tcp endpoint where nobody ever accepts: the port is held, but not listening."""
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    yield f"tcp://127.0.0.1:{holder.getsockname()[1]}"
-    holder.close()
-
-
-def lingering_push(ctx: Any, endpoint: str, linger: int = LINGER_MS) -> Any:
-    """A PUSH socket holding one message for a peer that never connects."""
-    push = ctx.socket(zmq.PUSH)
-    push.linger = linger
-    push.connect(endpoint)
-    push.send(b"never delivered")
-    return push
 
 
 # -- an interrupted term, then term or destroy: one termination, no crash, no thread left --
@@ -160,7 +140,10 @@ def native_terms(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 @pytest.mark.timeout(WAIT)
-def test_concurrent_terms_wait_for_one_termination(refused_endpoint: str, native_terms: list[Any]) -> None:
+def test_concurrent_terms_wait_for_one_termination(
+    refused_endpoint: str,  # noqa: F811
+    native_terms: list[Any],
+) -> None:
     ctx = zmq_green.Context()
     lingering_push(ctx, refused_endpoint).close()
 
@@ -193,7 +176,9 @@ def test_a_native_error_reaches_every_caller(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.timeout(WAIT)
-def test_destroy_after_an_interrupted_term_closes_a_socket_that_saw_eterm(refused_endpoint: str) -> None:
+def test_destroy_after_an_interrupted_term_closes_a_socket_that_saw_eterm(
+    refused_endpoint: str,  # noqa: F811
+) -> None:
     """A socket that has seen ETERM refuses LINGER (pyzmq's destroy would raise there
     and leave the sockets open); destroy closes it all the same, with the linger asked
     for on the sockets that still take it, and the termination ends."""
@@ -254,7 +239,7 @@ def test_term_wakes_a_full_threadpool_of_blocking_receivers(mod: Any) -> None:
 
 @pytest.mark.timeout(WAIT * 2)
 def test_term_waiting_for_a_lingering_socket_lets_greenlets_run_with_the_threadpool_busy(
-    refused_endpoint: str,
+    refused_endpoint: str,  # noqa: F811
 ) -> None:
     """Every pool worker is busy with something else; term still starts, waits out the
     linger, and meanwhile a ticker greenlet keeps running."""

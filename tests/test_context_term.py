@@ -47,6 +47,13 @@ def saw_eterm(sock):
         return True
     return False
 
+def term_outcome(ctx, results):
+    try:
+        ctx.term()
+        results.append(None)
+    except BaseException as e:
+        results.append(e)
+
 def interrupted_term(ctx, begun):
     # Leaves ctx.term() interrupted while libzmq's termination waits for the sockets.
     if INTERRUPT == "timeout":
@@ -86,16 +93,18 @@ for _ in range(20):
     if THEN == "destroy":
         ctx.destroy(linger=0)
     else:
+        results = []
+        if THEN == "term":
+            second = gevent.spawn(term_outcome, ctx, results)
+        else:  # from a native thread, without a hub: it blocks there, as pyzmq's term does
+            second = threading.Thread(target=term_outcome, args=(ctx, results), daemon=True)
+            second.start()
+        gevent.idle()
+        assert results == []  # the second caller waits: the sockets are still open
         push.close(linger=0)
         pull.close()
-        if THEN == "term":
-            ctx.term()
-        else:  # from a native thread, without a hub: blocks it, as pyzmq's term does
-            errors = []
-            thread = threading.Thread(target=lambda: errors.append(ctx.term()), daemon=True)
-            thread.start()
-            thread.join(WAIT)
-            assert not thread.is_alive() and errors == [None], errors
+        second.join(WAIT)
+        assert results == [None], results
     assert ctx.closed and push.closed and pull.closed
     ctx.term()  # over: at once
     ctx.destroy(linger=0)
@@ -112,10 +121,11 @@ print("OK")
 @pytest.mark.parametrize("then", ["term", "destroy", "thread"])
 @pytest.mark.parametrize("interrupt", ["timeout", "kill", "sigint"])
 def test_interrupted_term_then_term_or_destroy_terminates_once(interrupt: str, then: str) -> None:
-    """20 rounds of: term interrupted while libzmq waits for a socket, then the
-    socket closed and term (greenly, or from a native thread) or destroy(linger=0)
-    called. Each waits for the running termination instead of starting a second one
-    on the same context; no native thread outlives the rounds."""
+    """20 rounds of: term interrupted while libzmq waits for the sockets, then
+    destroy(linger=0), or a second term (from a greenlet, or a native thread) that
+    waits while the sockets are closed. Each waits for the running termination
+    instead of starting a second one on the same context; no native thread outlives
+    the rounds."""
     script = f"INTERRUPT = {interrupt!r}\nTHEN = {then!r}\nWAIT = {WAIT}\n" + ROUNDS
     assert run_script(script, timeout=WAIT * 2).stdout.strip() == "OK"
 

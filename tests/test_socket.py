@@ -1,9 +1,15 @@
-"""Green Socket: every blocking call blocks only its greenlet, and many greenlets share a socket."""
+"""Green Socket: every blocking call blocks only its greenlet, and many greenlets share a socket.
+
+The tests of waiting (timeouts, FIFO order, kills, close) run over every transport
+of ``transports.TRANSPORTS``: over ipc and tcp the wake-ups come from libzmq's I/O
+thread, at moments the test does not choose.
+"""
 
 from __future__ import annotations
 
 import gc
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -16,7 +22,8 @@ import gevent
 import gevent.event
 import pytest
 import zmq
-from conftest import Ticker, outcome, pair
+from conftest import Ticker, outcome, pair, run_script, until
+from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting
 from zmq.backend import Socket as RawSocket
 
 import zmq_green
@@ -28,58 +35,69 @@ def waits() -> int:
     return zmq_green.stats()["waits"]
 
 
-def hwm_pair(ctx: Any, transport: str = "inproc", hwm: int = 1) -> tuple[Any, Any]:
-    """A connected (PULL, PUSH) with RCVHWM and SNDHWM of *hwm*."""
-    pull = ctx.socket(zmq.PULL)
-    push = ctx.socket(zmq.PUSH)
-    pull.linger = push.linger = 0
-    pull.rcvhwm = push.sndhwm = hwm
-    if transport == "inproc":
-        pull.bind(f"inproc://hwm-{id(pull)}")
-    else:
-        pull.bind("tcp://127.0.0.1:*")
-    push.connect(pull.last_endpoint)
-    return pull, push
+def until_waiting(before: int, greenlets: int = 1) -> None:
+    """Let the hub run until *greenlets* more waits began than *before* (``stats()["waits"]``)."""
+    until(lambda: waits() - before >= greenlets)
+
+
+def hwm_pair(ctx: Any, transport: str = "inproc") -> tuple[Any, Any]:
+    """A connected (PULL, PUSH) with high-water marks of 1."""
+    return connected(ctx, zmq.PULL, zmq.PUSH, transport, sndhwm=1, rcvhwm=1)
 
 
 def fill(push: Any) -> int:
-    """Send until the high-water mark is reached; return how many messages went."""
+    """Send until the high-water mark is reached; return how many messages went.
+
+    Over inproc nothing changes the pipe's fill level afterwards but this thread.
+    """
     sent = 0
     while True:
         try:
             push.send(b"fill", zmq.DONTWAIT)
         except zmq.Again:
-            return sent
-        sent += 1
+            # Commands that make room (the peer read) may still be pending: EVENTS runs them.
+            if not push.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+                return sent
+        else:
+            sent += 1
 
 
-def blocks_only_caller(call: Callable[[], Any], provide: Callable[[], Any], ticks: int = 5) -> Any:
-    """Run *call* in a greenlet; a ticker greenlet ticks while it stays blocked, then *provide*s.
+def blocks_only_caller(call: Callable[[], Any], provide: Callable[[], Any]) -> Any:
+    """Run *call* in a greenlet and, once it waits, *provide* what it waits for; return its result.
 
-    Returns what *call* returned. Asserts that *call* really waited.
+    The caller must really wait, and this greenlet runs meanwhile: only the caller is blocked.
     """
     before = waits()
     caller = gevent.spawn(call)
-    seen_blocked: list[bool] = []
+    until_waiting(before)
+    assert not caller.ready()
+    provide()
+    return caller.get(timeout=HANG_GUARD)
 
-    def ticker() -> None:
-        for _ in range(ticks):
-            gevent.sleep(0.001)
-            seen_blocked.append(not caller.ready())
-        provide()
 
-    tick = gevent.spawn(ticker)
-    result = caller.get(timeout=5)
-    tick.get(timeout=5)
-    assert seen_blocked == [True] * ticks, "the caller finished before it was given what it waits for"
-    assert waits() > before, "the call never waited"
-    return result
+def again_at_once(mod: Any, call: Callable[[], Any]) -> None:
+    """*call* raises ``Again`` without giving the hub a turn: a greenlet spawned before it never ran."""
+    ran: list[bool] = []
+    other = gevent.spawn(ran.append, True)
+    with pytest.raises(mod.Again):
+        call()
+    assert ran == []
+    other.kill()
 
 
 def recv_into(sock: Any, **kw: Any) -> tuple[int, bytes]:
     buf = bytearray(16)
     n = sock.recv_into(buf, **kw)
     return n, bytes(buf[:n])
+
+
+def drain(sock: Any, last: bytes) -> list[list[bytes]]:
+    """The messages *sock* receives up to and including the first whose last frame is *last*."""
+    messages: list[list[bytes]] = []
+    while not messages or messages[-1][-1] != last:
+        assert sock.poll(HANG_GUARD * 1000), f"{last!r} never came; got {messages}"
+        messages.append(sock.recv_multipart())
+    return messages
 
 
 # -- point: every blocking call blocks only the calling greenlet --------------
@@ -146,10 +164,10 @@ def test_sending_call_blocks_only_the_calling_greenlet(
     filled = fill(push)
     assert filled >= 1
 
-    def drain() -> None:
+    def drain_fill() -> None:
         assert [pull.recv() for _ in range(filled)] == [b"fill"] * filled
 
-    blocks_only_caller(lambda: call(push), drain)
+    blocks_only_caller(lambda: call(push), drain_fill)
     assert read(pull) == expected
     with pytest.raises(zmq.Again):
         pull.recv(zmq.DONTWAIT)  # sent once, not twice
@@ -161,8 +179,8 @@ def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(
 ) -> None:
     pull, push = hwm_pair(ctx)
     filled = fill(push)
-    drain = lambda: [pull.recv() for _ in range(filled)]  # noqa: E731
-    assert blocks_only_caller(lambda: push.poll(flags=zmq.POLLOUT), drain) == zmq.POLLOUT
+    drain_fill = lambda: [pull.recv() for _ in range(filled)]  # noqa: E731
+    assert blocks_only_caller(lambda: push.poll(flags=zmq.POLLOUT), drain_fill) == zmq.POLLOUT
 
 
 @pytest.mark.timeout(10)
@@ -171,11 +189,9 @@ def test_socket_poll_timeout_returns_zero_and_blocks_only_the_caller(
 ) -> None:
     pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     ticker = Ticker()
-    try:
-        assert pull.poll(timeout=100) == 0
-    finally:
-        ticker.stop()
-    assert ticker.ticks >= 3
+    assert pull.poll(timeout=100) == 0
+    # This greenlet did not run meanwhile: every tick happened while poll() waited.
+    assert ticker.stop() > 0
 
 
 # -- point: explicit NOBLOCK/DONTWAIT keeps pyzmq semantics -------------------
@@ -206,36 +222,29 @@ SEND_DONTWAIT: dict[str, Callable[[Any, int], Any]] = {
 @pytest.mark.parametrize("name", list(RECV_DONTWAIT))
 def test_dontwait_receive_raises_again_at_once(mod: Any, mod_ctx: Any, name: str, flag: str) -> None:
     pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
-    start = time.monotonic()
-    with pytest.raises(mod.Again):
-        RECV_DONTWAIT[name](pull, getattr(mod, flag))
-    assert time.monotonic() - start < 0.5
+    again_at_once(mod, lambda: RECV_DONTWAIT[name](pull, getattr(mod, flag)))
 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", list(SEND_DONTWAIT))
 def test_dontwait_send_without_peer_raises_again_at_once(mod: Any, mod_ctx: Any, name: str) -> None:
-    push = mod_ctx.socket(mod.PUSH)
-    push.bind("inproc://no-peer")
-    start = time.monotonic()
-    with pytest.raises(mod.Again):
-        SEND_DONTWAIT[name](push, mod.DONTWAIT)
-    assert time.monotonic() - start < 0.5
-    push.close(0)
+    push, _ = bound(mod_ctx, mod.PUSH, "inproc")
+    again_at_once(mod, lambda: SEND_DONTWAIT[name](push, mod.DONTWAIT))
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_dontwait_raises_again_while_other_greenlets_wait_and_leaves_them_waiting(
-    ctx: zmq_green.Context, no_rescues: None
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    before = waits()
     readers = [gevent.spawn(pull.recv) for _ in range(3)]
-    gevent.idle()
-    with pytest.raises(zmq.Again):
-        pull.recv(zmq.DONTWAIT)
+    until_waiting(before, 3)
+    again_at_once(zmq, lambda: pull.recv(zmq.DONTWAIT))
     for i in range(3):
         push.send(b"%d" % i)
-    assert sorted(r.get(timeout=2) for r in readers) == [b"0", b"1", b"2"]
+    assert [r.get(timeout=HANG_GUARD) for r in readers] == [b"0", b"1", b"2"]
 
 
 # -- point: RCVTIMEO/SNDTIMEO behave exactly as in pyzmq ------------------------
@@ -255,7 +264,7 @@ SEND_TIMEO: dict[str, Callable[[Any], Any]] = {
 
 
 def times_out_silently(mod: Any, sock: Any, option: str, call: Callable[[Any], Any]) -> None:
-    """With *option* (``rcvtimeo``/``sndtimeo``) at 100 ms, *call* raises Again after it, warning nothing."""
+    """With *option* (``rcvtimeo``/``sndtimeo``) at 100 ms, *call* raises Again, not before, warning nothing."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         setattr(sock, option, 100)
@@ -265,15 +274,16 @@ def times_out_silently(mod: Any, sock: Any, option: str, call: Callable[[Any], A
             call(sock)
         elapsed = time.monotonic() - start
     assert caught == []
-    assert 0.08 <= elapsed < 3
+    assert elapsed >= 0.09  # libzmq's clock may round down by a millisecond or so
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", list(RECV_TIMEO))
 def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
-    mod: Any, mod_ctx: Any, no_rescues: None, name: str
+    mod: Any, mod_ctx: Any, no_rescues: None, name: str, transport: str
 ) -> None:
-    pull, _ = pair(mod_ctx, mod.PULL, mod.PUSH)
+    pull, _ = connected(mod_ctx, mod.PULL, mod.PUSH, transport)
     times_out_silently(mod, pull, "rcvtimeo", RECV_TIMEO[name])
 
 
@@ -282,23 +292,17 @@ def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
 def test_sndtimeo_raises_again_after_the_timeout_without_warning(
     mod: Any, mod_ctx: Any, no_rescues: None, name: str
 ) -> None:
-    push = mod_ctx.socket(mod.PUSH)
-    push.linger = 0
-    push.bind("inproc://sndtimeo-no-peer")
+    push, _ = bound(mod_ctx, mod.PUSH, "inproc")  # no peer: nowhere to send
     times_out_silently(mod, push, "sndtimeo", SEND_TIMEO[name])
 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("option", ["rcvtimeo", "sndtimeo"])
 def test_timeo_zero_raises_again_at_once(mod: Any, mod_ctx: Any, option: str) -> None:
-    sock = mod_ctx.socket(mod.PULL if option == "rcvtimeo" else mod.PUSH)
-    sock.linger = 0
-    sock.bind("inproc://timeo-zero")  # no peer: nothing to receive, nowhere to send
+    # No peer: nothing to receive, nowhere to send.
+    sock, _ = bound(mod_ctx, mod.PULL if option == "rcvtimeo" else mod.PUSH, "inproc")
     setattr(sock, option, 0)
-    start = time.monotonic()
-    with pytest.raises(mod.Again):
-        sock.recv() if option == "rcvtimeo" else sock.send(b"m")
-    assert time.monotonic() - start < 0.5
+    again_at_once(mod, lambda: sock.recv() if option == "rcvtimeo" else sock.send(b"m"))
 
 
 def _later(delay: float, func: Callable[[], Any]) -> threading.Thread:
@@ -314,22 +318,23 @@ def test_rcvtimeo_minus_one_waits_until_a_message_comes(mod: Any, mod_ctx: Any, 
     pull.rcvtimeo = 50
     pull.rcvtimeo = -1
     start = time.monotonic()
+    # The delay is what is tested: far past the earlier timeout, the call still waits.
     sender = _later(0.3, lambda: push.send(b"late"))
     assert pull.recv() == b"late"
-    assert time.monotonic() - start >= 0.25  # waited well past any earlier timeout
+    assert time.monotonic() - start >= 0.25
     sender.join()
 
 
 @pytest.mark.timeout(10)
 def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any, no_rescues: None) -> None:
-    push = mod_ctx.socket(mod.PUSH)
+    push, address = bound(mod_ctx, mod.PUSH, "inproc")
     pull = mod_ctx.socket(mod.PULL)
-    push.linger = pull.linger = 0
-    push.bind("inproc://sndtimeo-forever")
+    pull.linger = 0
     push.sndtimeo = 50
     push.sndtimeo = -1
     start = time.monotonic()
-    connector = _later(0.3, lambda: pull.connect("inproc://sndtimeo-forever"))
+    # The delay is what is tested: far past the earlier timeout, the call still waits.
+    connector = _later(0.3, lambda: pull.connect(address))
     push.send(b"late")
     assert time.monotonic() - start >= 0.25
     connector.join()
@@ -337,35 +342,46 @@ def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any, no_
 
 
 @pytest.mark.timeout(10)
-def test_rcvtimeo_wait_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, no_rescues: None) -> None:
-    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
-    pull.rcvtimeo = 150
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rcvtimeo_wait_blocks_only_the_calling_greenlet(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, _ = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    pull.rcvtimeo = 300
+    before = waits()
     waiter = gevent.spawn(outcome, pull.recv)
-    ticks = 0
-    while not waiter.ready():
-        gevent.sleep(0.005)
-        ticks += 1
-    assert isinstance(waiter.value, zmq.Again)
-    assert ticks >= 5
+    until_waiting(before)  # this greenlet runs while the other waits
+    assert not waiter.ready()
+    assert isinstance(waiter.get(timeout=HANG_GUARD), zmq.Again)
 
 
-@pytest.mark.timeout(10)
-def test_rcvtimeo_applies_to_each_greenlet_waiting_in_line(ctx: zmq_green.Context, no_rescues: None) -> None:
-    # Waiting for one's turn counts against the timeout too, not only waiting at the head.
-    pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+#: Greenlets queued on one socket with a RCVTIMEO of 100 ms: were the timeout measured
+#: from reaching the head of the line, the last would give up after LINE * 100 ms.
+LINE = 60
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rcvtimeo_counts_the_time_spent_waiting_in_line(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     pull.rcvtimeo = 100
-    start = time.monotonic()
-    waiters = [gevent.spawn(outcome, pull.recv) for _ in range(5)]
-    gevent.joinall(waiters, timeout=5)
-    assert all(isinstance(w.value, zmq.Again) for w in waiters)
-    assert time.monotonic() - start < 2  # they timed out together, not one after another forever
+    waiters = [gevent.spawn(outcome, pull.recv) for _ in range(LINE)]
+    # Measured from each call, every timeout ends about 100 ms from now. A hang guard
+    # of half of LINE * 100 ms leaves most of the line waiting if it is measured from the head.
+    gevent.joinall(waiters, timeout=LINE * 0.1 / 2)
+    results = [w.value if w.ready() else "still waiting" for w in waiters]
+    assert all(isinstance(r, zmq.Again) for r in results), results
+    push.send(b"after")
+    assert pull.recv() == b"after"  # nobody is left in line to take it
 
 
 # -- point: many greenlets on one socket, FIFO, no frames interleaved ---------
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_hundred_greenlets_share_one_push_socket_and_every_message_arrives(
     ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
@@ -380,45 +396,57 @@ def test_hundred_greenlets_share_one_push_socket_and_every_message_arrives(
         push.send(b"%d" % i)
 
     senders = [gevent.spawn(sender, i) for i in range(100)]
-    assert all_started.wait(5)
+    assert all_started.wait(HANG_GUARD)
     queued = sum(not s.ready() for s in senders)
     received = [int(pull.recv()) for _ in range(100)]
-    gevent.joinall(senders, timeout=5, raise_error=True)
+    gevent.joinall(senders, timeout=HANG_GUARD, raise_error=True)
     if transport == "inproc":
         # Nothing is read while they start: all but the first ones queue, and are woken FIFO.
         assert queued >= 90
         assert received == list(range(100))
     else:
+        # libzmq's I/O thread drains the socket while they start: a newcomer may find room
+        # and overtake the queue (a bounded number of times).
         assert sorted(received) == list(range(100))
-    with pytest.raises(zmq.Again):
-        pull.recv(zmq.DONTWAIT)
+    push.send(b"end")
+    assert pull.recv() == b"end"  # and nothing was sent twice
 
 
 @pytest.mark.timeout(10)
-def test_queued_senders_are_woken_in_fifo_order(ctx: zmq_green.Context, no_rescues: None) -> None:
-    pull, push = hwm_pair(ctx)
-    filled = fill(push)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_queued_senders_are_woken_in_fifo_order(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    push, address = bound(ctx, zmq.PUSH, transport, sndhwm=1)
+    before = waits()
     senders = [gevent.spawn(push.send, b"%d" % i) for i in range(20)]
-    gevent.idle()
+    until_waiting(before, 20)  # no peer yet: every one of them queues
     assert not any(s.ready() for s in senders)
-    received = [pull.recv() for _ in range(filled + 20)][filled:]
+    # The peer's arrival, then every message it reads, is what wakes them (over ipc
+    # and tcp, from libzmq's I/O thread); with HWMs of 1 they go a few at a time.
+    pull = connecting(ctx, zmq.PULL, address, rcvhwm=1)
+    received = [pull.recv() for _ in range(20)]
     assert received == [b"%d" % i for i in range(20)]
-    gevent.joinall(senders, timeout=5, raise_error=True)
+    gevent.joinall(senders, timeout=HANG_GUARD, raise_error=True)
 
 
 @pytest.mark.timeout(10)
-def test_queued_receivers_are_woken_in_fifo_order(ctx: zmq_green.Context, no_rescues: None) -> None:
-    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_queued_receivers_are_woken_in_fifo_order(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    before = waits()
     receivers = [gevent.spawn(pull.recv) for _ in range(20)]
-    gevent.idle()
+    until_waiting(before, 20)
     for i in range(20):
         push.send(b"%d" % i)
-    gevent.joinall(receivers, timeout=5, raise_error=True)
+    gevent.joinall(receivers, timeout=HANG_GUARD, raise_error=True)
     assert [r.value for r in receivers] == [b"%d" % i for i in range(20)]
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_multipart_frames_never_interleave_between_greenlets(
     ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
@@ -448,72 +476,183 @@ def test_multipart_frames_never_interleave_between_greenlets(
     assert sorted(int(m[0]) for m in got) == list(range(100))
 
 
-# -- point: killed or timed-out waiters ----------------------------------------
+# -- point: a multipart send that must wait after its first frame --------------
+#
+# libzmq 4.3.5 can refuse a frame after the first of a message with EAGAIN:
+# XPUB with XPUB_NODROP checks its high-water marks on every frame (xpub.cpp,
+# xpub_t::xsend), and SNDHWM set on a connected socket applies to its pipes at once
+# (socket_base.cpp, update_pipe_options). The sender then holds the send side until
+# its last frame: no other greenlet's frames may come between.
+
+
+class LowersHwmBeforeFrame(list[bytes]):
+    """A message whose frame *at*, when send_multipart takes it, first lowers *sock*'s SNDHWM to 1.
+
+    It stands for what libzmq may process between two frames of one send: the peer's new
+    RCVHWM, which lowers the pipe's high-water mark as this does.
+    """
+
+    def __init__(self, frames: list[bytes], at: int, sock: Any) -> None:
+        super().__init__(frames)
+        self.at = at
+        self.sock = sock
+
+    def __getitem__(self, index: Any) -> Any:
+        if index == self.at and self.sock.sndhwm != 1:
+            self.sock.sndhwm = 1
+        return super().__getitem__(index)
+
+
+def xpub_with_room_for_one(ctx: zmq_green.Context) -> tuple[Any, Any]:
+    """(XPUB with XPUB_NODROP, subscribed SUB) over inproc, the pipe one message from full.
+
+    Over inproc the pipe holds the XPUB's SNDHWM plus the SUB's RCVHWM: 2 + 1. It holds 2
+    ("before-0", "before-1"), and lowering SNDHWM to 1 fills it. Only inproc gives a pipe
+    whose fill level stays put: over ipc and tcp libzmq's I/O thread drains it meanwhile.
+    """
+    xpub, address = bound(ctx, zmq.XPUB, "inproc", sndhwm=2, xpub_nodrop=1)
+    sub = connecting(ctx, zmq.SUB, address, rcvhwm=1)
+    sub.subscribe(b"")
+    assert xpub.recv() == b"\x01"  # the subscription: the pipe is there
+    for i in range(2):
+        xpub.send(b"before-%d" % i, zmq.DONTWAIT)
+    return xpub, sub
 
 
 @pytest.mark.timeout(10)
-def test_killed_head_reader_hands_the_message_to_the_next(ctx: zmq_green.Context, no_rescues: None) -> None:
-    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+def test_multipart_send_waiting_after_its_first_frame_keeps_other_senders_out(
+    ctx: zmq_green.Context, no_rescues: None
+) -> None:
+    xpub, sub = xpub_with_room_for_one(ctx)
+    before = waits()
+    first = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
+    until_waiting(before)  # "a0" went, "a1" waits for room
+    second = gevent.spawn(xpub.send_multipart, [b"b0", b"b1"])
+    until_waiting(before, 2)
+    with pytest.raises(zmq.Again):
+        xpub.send(b"c", zmq.DONTWAIT)  # it would come between "a0" and "a1"
+    assert not first.ready() and not second.ready()
+    assert drain(sub, b"b1") == [[b"before-0"], [b"before-1"], [b"a0", b"a1", b"a2"], [b"b0", b"b1"]]
+    gevent.joinall([first, second], timeout=HANG_GUARD, raise_error=True)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
+def test_multipart_send_interrupted_after_its_first_frame_leaves_no_half_message(
+    ctx: zmq_green.Context, no_rescues: None, how: str
+) -> None:
+    xpub, sub = xpub_with_room_for_one(ctx)
+    message = LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub)
+    before = waits()
+    if how == "kill":
+        first = gevent.spawn(xpub.send_multipart, message)
+    else:
+        first = gevent.spawn(outcome, gevent.with_timeout, 0.05, xpub.send_multipart, message)
+    until_waiting(before)  # "a0" went, "a1" waits for room
+    second = gevent.spawn(xpub.send_multipart, [b"b0", b"b1"])
+    until_waiting(before, 2)
+    if how == "kill":
+        first.kill()
+    else:
+        assert isinstance(first.get(timeout=HANG_GUARD), gevent.Timeout)
+    received = drain(sub, b"b1")
+    second.get(timeout=HANG_GUARD)
+    # The interrupted message arrives whole or not at all; the next one after it, whole.
+    assert received[:2] == [[b"before-0"], [b"before-1"]]
+    assert received[2:] in ([[b"a0", b"a1", b"a2"], [b"b0", b"b1"]], [[b"b0", b"b1"]])
+    xpub.send_multipart([b"c0", b"c1"])
+    assert sub.recv_multipart() == [b"c0", b"c1"]
+
+
+# -- point: killed or timed-out waiters ----------------------------------------
+
+
+def arrived(sock: Any) -> None:
+    """Block the thread (not the hub) until a message is there to receive on *sock*.
+
+    ``EVENTS`` is read through the green socket, so whoever waits on it is woken, but
+    none of them runs before the caller lets the hub run.
+    """
+    fd = sock.getsockopt(zmq.FD)
+    while not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        assert select.select([fd], [], [], HANG_GUARD)[0], "no message came"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_killed_head_reader_hands_the_message_to_the_next(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    before = waits()
     first = gevent.spawn(pull.recv)
     second = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before, 2)
     first.kill(block=True)
     assert isinstance(first.value, gevent.GreenletExit)
     push.send(b"one")
-    assert second.get(timeout=2) == b"one"
+    assert second.get(timeout=HANG_GUARD) == b"one"
     push.send(b"two")
     assert pull.recv() == b"two"  # still usable
 
 
 @pytest.mark.timeout(10)
-def test_reader_killed_after_being_woken_hands_its_turn_on(ctx: zmq_green.Context, no_rescues: None) -> None:
-    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reader_killed_after_being_woken_hands_its_turn_on(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    before = waits()
     first = gevent.spawn(pull.recv)
     second = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before, 2)
     first.kill(block=False)  # queued before the wake-up below
     push.send(b"one")
-    assert pull.getsockopt(zmq.EVENTS) & zmq.POLLIN  # wakes the head: `first`, about to die
-    assert second.get(timeout=2) == b"one"
-    assert isinstance(first.get(timeout=2), gevent.GreenletExit)
+    arrived(pull)  # wakes the head: `first`, about to die
+    assert second.get(timeout=HANG_GUARD) == b"one"
+    assert isinstance(first.get(timeout=HANG_GUARD), gevent.GreenletExit)
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_gevent_timeout_while_waiting_propagates_and_the_socket_stays_usable(
-    ctx: zmq_green.Context, no_rescues: None
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     timeout = gevent.Timeout(0.05)
     with pytest.raises(gevent.Timeout) as raised, timeout:
         pull.recv()
     assert raised.value is timeout
+    before = waits()
     later = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before)
     push.send(b"after")
-    assert later.get(timeout=2) == b"after"
+    assert later.get(timeout=HANG_GUARD) == b"after"
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_sender_hit_by_timeout_sends_nothing_and_the_next_sender_goes_through(
-    ctx: zmq_green.Context, no_rescues: None
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    pull, push = hwm_pair(ctx)
-    filled = fill(push)
-    timed_out = gevent.spawn(outcome, lambda: gevent.with_timeout(0.05, push.send, b"late"))
+    push, address = bound(ctx, zmq.PUSH, transport)  # no peer yet: senders wait
+    before = waits()
+    timed_out = gevent.spawn(outcome, gevent.with_timeout, 0.05, push.send, b"late")
     next_one = gevent.spawn(push.send, b"next")
-    assert isinstance(timed_out.get(timeout=2), gevent.Timeout)
-    received = [pull.recv() for _ in range(filled + 1)]
-    assert received == [b"fill"] * filled + [b"next"]
-    next_one.get(timeout=2)
-    with pytest.raises(zmq.Again):
-        pull.recv(zmq.DONTWAIT)
+    until_waiting(before, 2)
+    assert isinstance(timed_out.get(timeout=HANG_GUARD), gevent.Timeout)
+    pull = connecting(ctx, zmq.PULL, address)
+    next_one.get(timeout=HANG_GUARD)
+    push.send(b"end")
+    assert [pull.recv(), pull.recv()] == [b"next", b"end"]
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
-    ctx: zmq_green.Context, no_rescues: None
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    pull, push = hwm_pair(ctx)
+    pull, push = hwm_pair(ctx, transport)
     total = 300
     got: list[bytes] = []
     gave_up: list[float] = []
@@ -526,28 +665,24 @@ def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
             gave_up.append(patience)  # timed out while waiting
             return
 
-    def writer() -> None:
-        for i in range(total):
-            push.send(b"%d" % i)
-            if i % 7 == 0:
-                gevent.sleep(0)
-
     readers = [gevent.spawn(reader, 0.002 * (i % 4) if i % 2 else None) for i in range(16)]
-    sending = gevent.spawn(writer)
-    killed = 0
-    for victim in readers[::3]:
-        gevent.sleep(0.003)
-        killed += not victim.dead
-        victim.kill(block=False)
-    sending.get(timeout=10)
-    # The readers left wait for more: stop them, then read what remains ourselves.
-    gevent.killall(readers, timeout=5)
-    while True:
-        try:
-            got.append(pull.recv(zmq.DONTWAIT))
-        except zmq.Again:
-            break
-    assert gave_up and killed, "no waiter was interrupted"
+    patient = [r for i, r in enumerate(readers) if i % 2]
+    victims = [r for i, r in enumerate(readers) if not i % 2][::2]
+    for i in range(total):
+        if i % 50 == 25 and victims:
+            # Killed while it waits, or while it was woken and is about to run.
+            victims.pop().kill(block=False)
+        push.send(b"%d" % i)
+        if i % 7 == 0:
+            gevent.sleep(0)
+    until(lambda: all(r.dead for r in patient))  # with nothing more coming, they give up
+    gevent.killall(readers, timeout=HANG_GUARD)
+    pull.rcvtimeo = int(HANG_GUARD * 1000)
+    while len(got) < total:
+        got.append(pull.recv())  # what the readers left (Again if a message was lost)
+    push.send(b"end")
+    assert pull.recv() == b"end"
+    assert len(gave_up) == len(patient)
     assert sorted(int(m) for m in got) == list(range(total))
 
 
@@ -555,37 +690,69 @@ def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
 
 
 @pytest.mark.timeout(10)
-def test_close_wakes_every_waiter_with_enotsock_within_100ms(
-    ctx: zmq_green.Context, no_rescues: None
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_close_wakes_every_waiter_with_enotsock(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    dealer = ctx.socket(zmq.DEALER)  # no peer: both recv and send wait
-    dealer.bind("inproc://close-waiters")
+    dealer, _ = bound(ctx, zmq.DEALER, transport)  # no peer: both recv and send wait
+    dealer.safety_timeout = None  # nothing but close() can wake them
+    before = waits()
     waiters = [gevent.spawn(outcome, dealer.recv) for _ in range(10)]
     waiters += [gevent.spawn(outcome, dealer.send, b"x") for _ in range(10)]
-    gevent.idle()
+    until_waiting(before, 20)
     assert not any(w.ready() for w in waiters)
-    start = time.monotonic()
     dealer.close()
-    gevent.joinall(waiters, timeout=2)
-    elapsed = time.monotonic() - start
-    errors = [w.value for w in waiters]
+    errors = [w.get(timeout=HANG_GUARD) for w in waiters]
     assert all(type(e) is zmq.ZMQError and e.errno == zmq.ENOTSOCK for e in errors), errors
-    assert elapsed < 0.1
 
 
 @pytest.mark.timeout(10)
-def test_close_wakes_greenlets_polling_the_socket_with_enotsock(
-    ctx: zmq_green.Context, no_rescues: None
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_close_while_messages_arrive_wakes_every_reader_and_loses_none_it_took(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
 ) -> None:
-    dealer = ctx.socket(zmq.DEALER)
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    got: list[int] = []
+
+    def reader() -> BaseException:
+        while True:
+            try:
+                got.append(int(pull.recv()))
+            except zmq.ZMQError as e:
+                return e
+
+    def writer() -> None:
+        for i in range(100_000):
+            push.send(b"%d" % i)
+            if i % 10 == 0:
+                gevent.sleep(0)
+
+    readers = [gevent.spawn(reader) for _ in range(10)]
+    writing = gevent.spawn(writer)
+    until(lambda: len(got) >= 200)
+    pull.close()  # while the writer keeps sending
+    errors = [r.get(timeout=HANG_GUARD) for r in readers]
+    writing.kill()
+    assert all(type(e) is zmq.ZMQError and e.errno == zmq.ENOTSOCK for e in errors), errors
+    # One pipe, readers served in turn: what they took is the stream's first messages, in order.
+    assert got == list(range(len(got)))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_close_wakes_greenlets_polling_the_socket_with_enotsock(
+    ctx: zmq_green.Context, no_rescues: None, transport: str
+) -> None:
+    dealer, _ = bound(ctx, zmq.DEALER, transport)
+    dealer.safety_timeout = None
     poller = zmq_green.Poller()
+    poller.safety_timeout = None
     poller.register(dealer, zmq.POLLIN)
+    before = waits()
     waiters = [gevent.spawn(outcome, dealer.poll), gevent.spawn(outcome, poller.poll)]
-    gevent.idle()
+    until_waiting(before, 2)
     dealer.close()
-    gevent.joinall(waiters, timeout=1)
-    errors = [w.value for w in waiters]
-    gevent.killall(waiters)
+    errors = [w.get(timeout=HANG_GUARD) for w in waiters]
     assert all(isinstance(e, zmq.ZMQError) and e.errno == zmq.ENOTSOCK for e in errors), errors
 
 
@@ -608,23 +775,30 @@ def _safety_wakeups_during_recv(sock: Any) -> int:
     return zmq_green.stats()["safety_wakeups"] - before
 
 
-def test_safety_timeout_defaults_to_ten_seconds(ctx: zmq_green.Context) -> None:
-    assert zmq_green.Socket.safety_timeout == 10
-    with ctx.socket(zmq.PULL) as sock:
-        assert sock.safety_timeout == 10
+@pytest.mark.timeout(30)
+def test_safety_timeout_defaults_to_ten_seconds() -> None:
+    # In a fresh interpreter: the tests run with a shorter one (conftest).
+    script = """
+        import zmq_green
+        with zmq_green.Context() as ctx, ctx.socket(zmq_green.PULL) as sock:
+            print(zmq_green.Socket.safety_timeout, zmq_green.Poller.safety_timeout, sock.safety_timeout)
+    """
+    assert run_script(script, timeout=25).stdout.split() == ["10.0", "10.0", "10.0"]
 
 
 @pytest.mark.timeout(10)
 def test_safety_timeout_set_on_an_instance_applies_to_that_socket_only(
     ctx: zmq_green.Context, no_rescues: None
 ) -> None:
+    default = zmq_green.Socket.safety_timeout
+    assert default is not None and default > 0.2
     quick, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     other, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     quick.safety_timeout = 0.02
     quick.rcvtimeo = other.rcvtimeo = 200
-    assert _safety_wakeups_during_recv(quick) >= 2
+    assert _safety_wakeups_during_recv(quick) >= 1
     assert _safety_wakeups_during_recv(other) == 0
-    assert zmq_green.Socket.safety_timeout == 10
+    assert zmq_green.Socket.safety_timeout == default
 
 
 @pytest.mark.timeout(10)
@@ -634,7 +808,7 @@ def test_safety_timeout_set_on_the_class_applies_to_every_socket(
     monkeypatch.setattr(zmq_green.Socket, "safety_timeout", 0.02)
     sock, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     sock.rcvtimeo = 200
-    assert _safety_wakeups_during_recv(sock) >= 2
+    assert _safety_wakeups_during_recv(sock) >= 1
 
 
 @pytest.mark.timeout(10)
@@ -664,25 +838,28 @@ def test_stats_count_each_wait(ctx: zmq_green.Context, no_rescues: None) -> None
     assert pull.recv() == b"ready"  # the fast path does not wait
     assert waits() == before
     reader = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before)
     push.send(b"later")
-    assert reader.get(timeout=2) == b"later"
-    assert waits() > before
+    assert reader.get(timeout=HANG_GUARD) == b"later"
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.rescues_expected
 def test_missed_wakeup_is_rescued_by_the_safety_timeout_and_counted(ctx: zmq_green.Context) -> None:
-    # The one test that provokes a rescue on purpose, so it cannot use `no_rescues`:
-    # reading EVENTS behind zmq_green's back eats the mailbox signal of a waiting reader.
+    # The one test that provokes a rescue on purpose: reading EVENTS behind
+    # zmq_green's back eats the mailbox signal of a waiting reader.
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     pull.safety_timeout = 0.1
     before = zmq_green.stats()
-    reader = gevent.spawn(pull.recv)
-    gevent.idle()
-    push.send(b"missed")
-    assert RawSocket.get(pull, zmq.EVENTS) & zmq.POLLIN
-    assert reader.get(timeout=3) == b"missed"
-    after = zmq_green.stats()
+    try:
+        reader = gevent.spawn(pull.recv)
+        until_waiting(before["waits"])
+        push.send(b"missed")
+        assert RawSocket.get(pull, zmq.EVENTS) & zmq.POLLIN
+        assert reader.get(timeout=HANG_GUARD) == b"missed"
+        after = zmq_green.stats()
+    finally:
+        zmq_green.reset_stats()  # the rescue was ours: no other test should count it
     assert after["rescues"] - before["rescues"] == 1
     assert after["safety_wakeups"] - before["safety_wakeups"] == 1
 

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import pytest
 import zmq
 from conftest import pair, run_script, until
 from gevent import get_hub
+from transports import HANG_GUARD
 
 import zmq_green
 from zmq_green._waiting import _busy_polls
@@ -18,27 +20,50 @@ from zmq_green._waiting import _busy_polls
 pytestmark = pytest.mark.timeout(20)
 
 WINDOW = 0.05  # seconds the test watches the loop for
+SPINS = 1000  # loop turns with nothing to wake the loop: only a spinning loop makes them
+
+
+class LoopTurns:
+    """Counts the hub's loop turns (polls for I/O), with a check watcher."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._target = 0
+        self._reached = gevent.event.Event()
+        self._watcher = get_hub().loop.check(ref=False)
+        self._watcher.start(self._count)
+
+    def _count(self) -> None:
+        self.turns += 1
+        if self.turns == self._target:
+            self._reached.set()
+
+    def during(self, seconds: float) -> int:
+        """Turns while this greenlet sleeps for *seconds*: one or two if the loop sleeps too."""
+        before = self.turns
+        gevent.sleep(seconds)
+        return self.turns - before
+
+    def spin(self, turns: int = SPINS) -> bool:
+        """Whether the loop turns *turns* times before the hang guard, this greenlet asleep.
+
+        A sleeping loop turns once per event, and nothing is due here but the hang guard
+        (and the waits' safety timeouts, switched off): only a loop that polls without
+        sleeping makes them.
+        """
+        self._reached.clear()
+        self._target = self.turns + turns
+        return self._reached.wait(HANG_GUARD)
+
+    def close(self) -> None:
+        self._watcher.close()
 
 
 @pytest.fixture
-def loop_turns() -> Iterator[list[int]]:
-    """How many times the hub's loop has polled for I/O (one check watcher counts them)."""
-    turns = [0]
-
-    def count() -> None:
-        turns[0] += 1
-
-    watcher = get_hub().loop.check(ref=False)
-    watcher.start(count)
-    yield turns
-    watcher.close()
-
-
-def turns_during(turns: list[int], seconds: float) -> int:
-    """Loop turns while this greenlet sleeps for *seconds* (the window being watched)."""
-    before = turns[0]
-    gevent.sleep(seconds)
-    return turns[0] - before
+def loop() -> Iterator[LoopTurns]:
+    counter = LoopTurns()
+    yield counter
+    counter.close()
 
 
 def busy_polling() -> bool:
@@ -64,24 +89,25 @@ def test_busy_poll_is_off_by_default_in_a_process_pinned_to_one_cpu() -> None:
 
 
 def test_a_waiting_socket_keeps_the_hub_polling_then_lets_it_sleep(
-    ctx: zmq_green.Context, no_rescues: None, loop_turns: list[int]
+    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     pull.busy_poll = 10 * WINDOW
+    pull.safety_timeout = None  # each of its wake-ups would start polling again
+    before = zmq_green.stats()["waits"]
     receiver = gevent.spawn(pull.recv)
-    gevent.sleep(0)  # the receiver starts and waits
+    until(lambda: zmq_green.stats()["waits"] > before)  # the receiver waits
     assert busy_polling()
-    # Sleeping, the loop would turn a handful of times in the window; polling, thousands.
-    assert turns_during(loop_turns, WINDOW) > 100
+    assert loop.spin()
     until(lambda: not busy_polling())
-    assert turns_during(loop_turns, WINDOW) < 20
+    assert loop.during(WINDOW) < 20  # polling, it would turn thousands of times
     push.send(b"after")
-    assert receiver.get(timeout=5) == b"after"
+    assert receiver.get(timeout=HANG_GUARD) == b"after"
 
 
 @pytest.mark.parametrize("waiter", ["socket", "poller"])
 def test_busy_poll_of_zero_lets_the_hub_sleep_at_once(
-    ctx: zmq_green.Context, no_rescues: None, loop_turns: list[int], waiter: str
+    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns, waiter: str
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     until(lambda: not busy_polling())
@@ -94,27 +120,30 @@ def test_busy_poll_of_zero_lets_the_hub_sleep_at_once(
         poller.busy_poll = 0
         poller.register(pull, zmq.POLLIN)
         wait = poller.poll
+    before = zmq_green.stats()["waits"]
     blocked = gevent.spawn(wait)
-    gevent.sleep(0)
+    until(lambda: zmq_green.stats()["waits"] > before)
     assert not busy_polling()
-    assert turns_during(loop_turns, WINDOW) < 20
+    assert loop.during(WINDOW) < 20  # polling, it would turn thousands of times
     push.send(b"x")
-    assert blocked.get(timeout=5)
+    assert blocked.get(timeout=HANG_GUARD)
 
 
 def test_a_waiting_poller_keeps_the_hub_polling(
-    ctx: zmq_green.Context, no_rescues: None, loop_turns: list[int]
+    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     poller = zmq_green.Poller()
     poller.busy_poll = 10 * WINDOW
+    poller.safety_timeout = None
     poller.register(pull, zmq.POLLIN)
+    before = zmq_green.stats()["waits"]
     polling = gevent.spawn(poller.poll)
-    gevent.sleep(0)
+    until(lambda: zmq_green.stats()["waits"] > before)
     assert busy_polling()
-    assert turns_during(loop_turns, WINDOW) > 100
+    assert loop.spin()
     push.send(b"x")
-    assert polling.get(timeout=5) == [(pull, zmq.POLLIN)]
+    assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
 
 
 def test_round_trips_between_greenlets_over_tcp_are_the_same_with_and_without_busy_poll(

@@ -870,34 +870,29 @@ def test_missed_wakeup_is_rescued_by_the_safety_timeout_and_counted(ctx: zmq_gre
 def _use_in_thread(pull: Any, push: Any, destroy_hub: bool) -> dict[str, Any]:
     """In a new native thread with its own hub, wait on *pull* greenly while *push* sends from here."""
     out: dict[str, Any] = {}
-    ticked_while_waiting = threading.Event()
+    waiting_there = threading.Event()
 
     def thread_main() -> None:
         hub = gevent.get_hub()
         try:
+            before = waits()
             reader = gevent.spawn(pull.recv)
-
-            def ticker() -> None:
-                for _ in range(3):
-                    gevent.sleep(0.002)
-                    assert not reader.ready()
-                ticked_while_waiting.set()
-
-            tick = gevent.spawn(ticker)
-            out["msg"] = reader.get(timeout=5)
-            tick.get(timeout=5)
+            until_waiting(before)  # the thread's hub runs while its reader waits
+            assert not reader.ready()
+            waiting_there.set()
+            out["msg"] = reader.get(timeout=HANG_GUARD)
         except BaseException as e:
             out["error"] = e
         finally:
-            ticked_while_waiting.set()
+            waiting_there.set()
             if destroy_hub:
                 hub.destroy(destroy_loop=True)
 
     thread = threading.Thread(target=thread_main)
     thread.start()
-    assert ticked_while_waiting.wait(5)
+    assert waiting_there.wait(HANG_GUARD)
     push.send(b"to the thread")
-    thread.join(5)
+    thread.join(HANG_GUARD)
     assert not thread.is_alive()
     return out
 
@@ -912,19 +907,21 @@ def test_socket_handed_to_another_thread_with_its_own_hub_is_used_there(
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     # Used (and waited on) here first, so the socket's watcher belongs to this hub.
+    before = waits()
     here = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before)
     push.send(b"here")
-    assert here.get(timeout=2) == b"here"
+    assert here.get(timeout=HANG_GUARD) == b"here"
 
     out = _use_in_thread(pull, push, destroy_hub)
     assert "error" not in out, out.get("error")
     assert out["msg"] == b"to the thread"
 
+    before = waits()
     back = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before)
     push.send(b"back")
-    assert back.get(timeout=2) == b"back"
+    assert back.get(timeout=HANG_GUARD) == b"back"
 
 
 # -- point: repr, shadow, context manager, __del__ -----------------------------
@@ -963,11 +960,12 @@ def test_context_manager_closes_the_socket_and_wakes_its_waiters(
     with ctx.socket(zmq.PULL) as sock:
         assert type(sock) is zmq_green.Socket
         sock.bind("inproc://cm")
+        before = waits()
         waiter = gevent.spawn(outcome, sock.recv)
-        gevent.idle()
+        until_waiting(before)
         assert not waiter.ready()
     assert sock.closed
-    error = waiter.get(timeout=1)
+    error = waiter.get(timeout=HANG_GUARD)
     assert isinstance(error, zmq.ZMQError) and error.errno == zmq.ENOTSOCK
 
 
@@ -977,10 +975,11 @@ def test_unreferenced_socket_that_has_waited_is_closed_by_its_finalizer(
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     address = pull.last_endpoint
+    before = waits()
     reader = gevent.spawn(pull.recv)
-    gevent.idle()
+    until_waiting(before)
     push.send(b"x")
-    assert reader.get(timeout=2) == b"x"
+    assert reader.get(timeout=HANG_GUARD) == b"x"
     ref = weakref.ref(pull)
     del pull, reader
     with warnings.catch_warnings():

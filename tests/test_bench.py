@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -399,6 +400,66 @@ def test_plot_without_matplotlib_fails_clearly_before_running_anything(
     assert started == []
     assert "pip install 'zmq_green[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "r.png").exists()
+
+
+class Recorder:
+    """Stands in for a matplotlib module or object: records every method called on it,
+    in order, in *calls*; a call returns what *returns* gives for its name, or None."""
+
+    def __init__(
+        self,
+        name: str,
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        returns: dict[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self._calls = calls
+        self._returns = returns or {}
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append((f"{self._name}.{method}", args, kwargs))
+            return self._returns.get(method)
+
+        return call
+
+
+@pytest.mark.timeout(10)
+def test_plot_draws_one_bar_per_finite_ratio_on_a_log_scale(monkeypatch: Any) -> None:
+    """The plotting logic, through a matplotlib that records what it is asked to draw.
+
+    It runs without matplotlib (an optional extra, absent where the tests run);
+    :func:`test_plot_draws_a_png` checks the real one where it is installed.
+    """
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    fig, ax = Recorder("fig", calls), Recorder("ax", calls)
+    monkeypatch.setitem(sys.modules, "matplotlib", Recorder("matplotlib", calls))
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", Recorder("plt", calls, {"subplots": (fig, ax)}))
+
+    plot.plot(
+        "ratios.png",
+        ["stream-inproc", "shared", "idle"],
+        ["zmq_green", "zmq.green", "tornado"],
+        _sample_runs(),
+    )
+
+    names = [name for name, _, _ in calls]
+    # No display needed: the Agg backend is chosen before pyplot draws anything.
+    assert names[:2] == ["matplotlib.use", "plt.subplots"] and calls[0][1] == ("Agg",)
+    bars = [(args, kwargs) for name, args, kwargs in calls if name == "ax.barh"]
+    # One series per other peer, each bar at its case's row (offset by the series):
+    # zmq.green's ratios are 8 (400k/50k msg/s) and 4 (idle CPU, lower is better);
+    # "shared" failed for zmq.green and every tornado run failed: no bar, no zero.
+    assert bars == [
+        (([0.0, 2.0], [8.0, 4.0]), {"height": 0.4, "label": "vs zmq.green"}),
+        (([], []), {"height": 0.4, "label": "vs tornado"}),
+    ]
+    assert ("ax.set_xscale", ("log",), {}) in calls
+    assert ("ax.axvline", (1.0,), {"color": "black", "linewidth": 0.8}) in calls
+    ticks = next(args for name, args, _ in calls if name == "ax.set_yticks")
+    assert ticks == (pytest.approx([0.2, 1.2, 2.2]), ["stream-inproc", "shared", "idle"])
+    assert ("fig.savefig", ("ratios.png",), {"dpi": 120}) in calls
+    assert names[-1] == "plt.close" and calls[-1][1] == (fig,)
 
 
 @pytest.mark.timeout(60)

@@ -54,14 +54,21 @@ types it answers "some pipe could take part in this", not "this call succeeds"
 
 Other types (PUSH/PULL, DEALER, PAIR, SUB/XSUB, REP, ROUTER without the option,
 DISH, CONFLATE on any of them) prefetch or check the very pipe the call will
-use, so their ``EVENTS`` holds until another call changes it. No type lies in
-both directions at once. We assume nothing of the sort, though: a head whose
-try fails twice in a row while ``EVENTS`` says it is ready is *lied to*. It
-blocks until there is news -- the fd fires, a call succeeds, someone leaves --
-and an ``EVENTS`` reading made right after another lied-to waiter's failed try
-wakes no lied-to waiter, so two of them can never wake each other in a loop.
-The second try covers the one honest case: a message that arrived while our
-first try failed, whose signal our own ``EVENTS`` reading then consumed.
+use, so their ``EVENTS`` holds until another call changes it. We assume no
+list is complete, though: a waiter whose try fails twice in a row while
+``EVENTS`` says it is ready is *lied to* (the second try covers the one honest
+case: a message that arrived while the first failed, whose signal our own
+``EVENTS`` reading then consumed). It holds up nobody behind it -- a ROUTER's
+send to a full peer must not stop the next greenlet's send to a peer with room
+-- and it blocks until there is *news*: the fd fires, a call is made outside a
+wait, someone leaves, a safety timeout fires, or a reading finds commands
+pending (the fd is readable just before it, so it consumes them). An
+``EVENTS`` reading made after a failed try inside a wait, with no command
+pending, is no news: it may wake a lied-to waiter once (that try may have
+consumed its signal), then no more until news, so lied-to waiters can never
+keep waking each other. One window stays open: a command that arrives in the
+microsecond between that check and the reading is consumed unseen; a lied-to
+waiter it concerned is then found by the safety timeout (a rescue).
 
 The protocol
 ------------
@@ -124,7 +131,7 @@ import zmq
 from gevent import get_hub
 from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
-from zmq.backend import Socket as _RawSocket
+from zmq.backend import Socket as _RawSocket, zmq_poll
 
 from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT
 
@@ -156,6 +163,8 @@ _monotonic = time.monotonic
 READY = "ready"
 #: Ready, as found by somebody's safety timeout: if the try succeeds, it is a rescue.
 RESCUED = "rescued"
+#: Ready, as read after a failed try inside a wait: no news for a lied-to waiter.
+MAYBE = "maybe"
 TIMER = "timer"
 
 #: How many calls may overtake the waiters queued in one line before newcomers
@@ -216,10 +225,11 @@ class Entry:
     ``mask`` is what it waits for (``POLLIN``, ``POLLOUT``, or both for a poller).
     ``woken`` is set when a wake-up has been sent and not yet consumed, so that a
     readiness is delivered once, not once per observer. ``lied`` is set while
-    ``EVENTS`` says the socket is ready for it and its tries fail regardless.
+    ``EVENTS`` says the socket is ready for it and its tries fail regardless;
+    ``credit`` while it may still be woken once by what is no news.
     """
 
-    __slots__ = ("hub", "lied", "mask", "waiter", "woken")
+    __slots__ = ("credit", "hub", "lied", "mask", "waiter", "woken")
 
     def __init__(self, hub: Hub, mask: int) -> None:
         self.hub = hub
@@ -227,6 +237,7 @@ class Entry:
         self.mask = mask
         self.woken = False
         self.lied = False
+        self.credit = False
 
     def wake(self, value: Any) -> None:
         """Deliver *value* to the waiting greenlet, at most once per wait."""
@@ -349,7 +360,9 @@ class SocketWaits:
         "_refs",
         "closed",
         "count",
+        "fd",
         "fifo",
+        "held",
         "hub",
         "overtaken",
         "poked",
@@ -363,6 +376,7 @@ class SocketWaits:
         self._refs = [weakref.ref(socket)]
         self.hub: Hub | None = None
         self.watcher: Any = None
+        self.fd = -1
         self.readers: deque[Entry] = deque()
         self.writers: deque[Entry] = deque()
         #: The mask each polling greenlet's entry waits for, in arrival order.
@@ -374,6 +388,9 @@ class SocketWaits:
         #: line has emptied: they overtook its waiters OVERTAKE_LIMIT times, or a
         #: greenlet waits in the middle of a multipart send.
         self.fifo = 0
+        #: The greenlet whose multipart message is half sent: the send side is
+        #: its own until the last frame (see zmq_green.socket._send_rest).
+        self.held: Any = None
         #: Calls that overtook the waiters of each line, by direction.
         self.overtaken = {POLLIN: 0, POLLOUT: 0}
         #: A recheck is scheduled for the hub's next turn.
@@ -412,7 +429,8 @@ class SocketWaits:
                 except ValueError:
                     pass  # its loop was destroyed with the other thread's hub
             self.hub = hub
-            self.watcher = hub.loop.io(_raw_get(self.socket, FD), 1)
+            self.fd = cast(int, _raw_get(self.socket, FD))
+            self.watcher = hub.loop.io(self.fd, 1)
         return hub
 
     def join(self) -> None:
@@ -448,9 +466,10 @@ class SocketWaits:
     def events(self, me: Entry | None = None, value: str = READY) -> int:
         """Read ``EVENTS`` and wake whoever can now proceed, except *me*.
 
-        *value* is what they are woken with. If *me* was lied to (see the module's
-        notes), no other lied-to waiter is woken. On an error (``ETERM``,
-        ``ENOTSOCK``) every waiter is woken with it, and it is raised to the caller too.
+        *value* is what they are woken with: :data:`MAYBE` when the reading
+        follows a failed try inside a wait, which is no news for a lied-to waiter
+        (see the module's notes). On an error (``ETERM``, ``ENOTSOCK``) every
+        waiter is woken with it, and it is raised to the caller too.
         """
         try:
             events = cast(int, _raw_get(self.socket, EVENTS))
@@ -462,20 +481,15 @@ class SocketWaits:
 
     def dispatch(self, events: int, me: Entry | None = None, value: str = READY) -> None:
         """Wake the head of each line that *events* make ready, and matching pollers."""
-        quiet = me is not None and me.lied
         if events & POLLIN and self.readers:
-            head = self.readers[0]
-            if head is not me and not (quiet and head.lied):
-                head.wake(value)
+            _wake_turn(self.readers, me, value)
         if events & POLLOUT and self.writers:
-            head = self.writers[0]
-            if head is not me and not (quiet and head.lied):
-                head.wake(value)
+            _wake_turn(self.writers, me, value)
         if self.pollers:
             # A copy: a woken poller runs at once (we may be in the hub) and leaves.
             for poller, mask in list(self.pollers.items()):
                 if mask & events and poller is not me:
-                    poller.fire(self, mask, value)
+                    poller.fire(self, mask, READY if value is MAYBE else value)
 
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.
@@ -511,6 +525,13 @@ class SocketWaits:
             self.overtaken[direction] += 1
             if self.overtaken[direction] >= OVERTAKE_LIMIT:
                 self.fifo |= direction
+        self.poke()
+
+    def release(self) -> None:
+        """The held multipart message is complete (or can never be): senders may start again."""
+        self.held = None
+        if not self.writers:
+            self.fifo &= ~POLLOUT
         self.poke()
 
     def fail_all(self, errno: int) -> None:
@@ -563,49 +584,46 @@ class SocketWaits:
         sock = self.socket
         safety = safety_timeout_of(sock)
         busy_poll = busy_poll_of(sock)
+        me = getcurrent()  # a sender that holds the send side (see held) goes first
         failed = 1  # tries that failed since the last news; the fast path's was one
-        attempt = rescue = False
+        rescue = False
         try:
             # Our failed try may have processed the commands that others wait for.
-            if self.count > 1:
-                attempt = bool(self.events(entry) & direction)
+            attempt = self.count > 1 and bool(self.events(entry) & direction)
             while True:
                 if self.closed:
                     raise zmq_error(ENOTSOCK)
-                head = line[0] is entry
-                while head and attempt:
+                head = _has_turn(line, entry) and (direction == POLLIN or self.held in (None, me))
+                if head and attempt:
                     try:
-                        result = op(*args)
+                        return self._try(op, args, rescue)
                     except zmq.Again:
                         failed += 1
+                    attempt, news = self._after_failure(entry, failed)
+                    if attempt:
+                        continue
+                    if news:
+                        # Commands came meanwhile: try again, but after the others' turn.
+                        value, expiry = block(entry, 0), False
+                        value = READY if value is TIMER else value
                     else:
-                        if rescue:
-                            _stats["rescues"] += 1
-                        return result
-                    # Alone, we block at once (see above). Otherwise what our try
-                    # processed may concern the others, and EVENTS may say we are
-                    # ready all the same: a message came meanwhile -- or it lies.
-                    attempt = self.count > 1 and bool(self.events(entry) & direction)
-                    if attempt and failed >= 2:
-                        entry.lied = True
-                        attempt = False
-                value, expiry = block_until(entry, deadline, safety, busy_poll if head else 0.0)
-                if value is READY or value is RESCUED:
-                    entry.lied = False
+                        value, expiry = block_until(entry, deadline, safety, busy_poll)
+                else:
+                    value, expiry = block_until(entry, deadline, safety, busy_poll if head else 0.0)
+                if value is READY or value is RESCUED or value is MAYBE:
+                    if value is not MAYBE:  # news
+                        entry.lied = False
                     failed = 0
                     attempt = True
                     rescue = value is RESCUED
                     continue
                 if value is not TIMER:
                     raise value
-                head = line[0] is entry
+                head = _has_turn(line, entry) and (direction == POLLIN or self.held in (None, me))
                 if expiry:
                     # The deadline passed: a last try, then Again.
                     if head:
-                        try:
-                            return op(*args)
-                        except zmq.Again:
-                            pass
+                        return self._try(op, args, False)
                     raise zmq_error(EAGAIN)
                 # The safety net fired: try again, and have the others try too.
                 _stats["safety_wakeups"] += 1
@@ -614,17 +632,75 @@ class SocketWaits:
                 attempt = rescue = head
                 failed = 0
         finally:
-            was_head = line[0] is entry
+            was_head = _has_turn(line, entry)
             line.remove(entry)
             if not line:
-                self.fifo &= ~direction
                 self.overtaken[direction] = 0
+                if direction == POLLIN or self.held is None:
+                    self.fifo &= ~direction
             self.leave()
             if was_head and self.count:
                 # Our call (or our leaving the head of the line) may concern the others,
                 # in either direction: a recv can process the command that made the
                 # socket writable. Tell them before the hub next blocks.
                 self.poke()
+
+    @staticmethod
+    def _try(op: Callable[..., _T], args: tuple[Any, ...], rescue: bool) -> _T:
+        """``op(*args)``; if it succeeds after a safety wake-up, count a rescue."""
+        result = op(*args)
+        if rescue:
+            _stats["rescues"] += 1
+        return result
+
+    def _after_failure(self, entry: Entry, failed: int) -> tuple[bool, bool]:
+        """Our try failed: whether to try again at once, and whether commands were pending.
+
+        Alone, we block at once (see the module's notes). Otherwise what our try
+        processed may concern the others, so ``EVENTS`` is read for them, and it
+        may say we are ready all the same: a message came meanwhile -- or it lies.
+        """
+        if self.count == 1:
+            return False, False
+        # Commands pending now are news, which the reading consumes.
+        news = bool(zmq_poll([(self.fd, POLLIN)], 0))
+        ready = self.events(entry, READY if news else MAYBE) & entry.mask
+        if not ready or failed < 2:
+            return bool(ready), False
+        if not news and not entry.lied:
+            entry.lied = entry.credit = True
+        return False, news
+
+
+def _has_turn(line: deque[Entry], entry: Entry) -> bool:
+    """Whether *entry* may try its call: it is first in *line*, or only lied-to waiters are ahead.
+
+    A waiter that ``EVENTS`` lies to holds up nobody: a ROUTER's send to a full
+    peer must not keep the next greenlet from sending to a peer with room.
+    """
+    for ahead in line:
+        if ahead is entry:
+            return True
+        if not ahead.lied:
+            return False
+    return False
+
+
+def _wake_turn(line: deque[Entry], me: Entry | None, value: str) -> None:
+    """Wake the first waiter of *line* that has not been lied to, and the lied-to ones ahead of it.
+
+    A :data:`MAYBE` (no news) wakes a lied-to waiter only while it has credit:
+    once between two pieces of news.
+    """
+    for entry in line:
+        if entry is not me:
+            if value is not MAYBE or not entry.lied:
+                entry.wake(value)
+            elif entry.credit:
+                entry.credit = False
+                entry.wake(value)
+        if not entry.lied:
+            return
 
 
 def safety_timeout_of(waiter: Any) -> float | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar, cast
 
+import gevent
 import zmq
+from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
 from ._ints import DONTWAIT, EAGAIN, EVENTS, POLLIN, POLLOUT, RCVMORE, RCVTIMEO, SNDMORE, SNDTIMEO
@@ -153,24 +155,10 @@ class Socket(zmq.Socket[_Recv_co]):
             # pyzmq's own behaviour for an empty message
             raise IndexError("list index out of range")
         tracker = self.send(msg_parts[0], flags | SNDMORE if last else flags, copy=copy, track=track)
-        if not last:
-            return tracker
-        waits = self._waits
-        more = flags | SNDMORE | DONTWAIT
-        for i in range(1, last + 1):
-            frame_flags = more if i < last else flags | DONTWAIT
-            try:
-                tracker = _send(self, msg_parts[i], frame_flags, copy, track)
-            except _Again:
-                # libzmq counts its high-water mark in whole messages, so this is not
-                # expected; if it happens, no other sender may start until our last
-                # frame (newcomers queue behind us).
-                waits.fifo |= POLLOUT
-                tracker = waits.call(
-                    POLLOUT, -1, _send, self, msg_parts[i], frame_flags, copy, track, front=True
-                )
-        if waits.count:
-            waits.poke()
+        if last:
+            tracker = _send_rest(self, msg_parts, 1, flags, copy, track)
+            if self._waits.count:
+                self._waits.poke()
         return green_tracker(tracker) if track and tracker else tracker
 
     # -- receiving --------------------------------------------------------------
@@ -239,6 +227,45 @@ def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T
         raise zmq_error(EAGAIN)
     timeout = cast(int, _get(socket, RCVTIMEO if direction == POLLIN else SNDTIMEO))
     return waits.call(direction, timeout, op, socket, *args)
+
+
+def _send_rest(
+    socket: Socket[Any], frames: Sequence[Any], start: int, flags: int, copy: bool, track: bool
+) -> zmq.MessageTracker | None:
+    """Send ``frames[start:]``, the rest of a multipart message; the last one's tracker.
+
+    Usually they go at once: libzmq counts its high-water mark in whole messages.
+    But XPUB with ``XPUB_NODROP`` checks it on every frame, and a peer may lower
+    it meanwhile, so a frame can meet ``EAGAIN``. The frames sent so far cannot be
+    taken back, so from then until the last frame the send side is *held*:
+    newcomers queue behind (with ``DONTWAIT`` they get ``EAGAIN``), and if the
+    sender is interrupted (killed, ``gevent.Timeout``) a greenlet of its own
+    finishes the message, so that no other frame can join it.
+    """
+    waits = socket._waits
+    last = len(frames) - 1
+    tracker = None
+    for i in range(start, last + 1):
+        frame = frames[i]
+        frame_flags = flags | DONTWAIT | SNDMORE if i < last else flags | DONTWAIT
+        try:
+            tracker = _send(socket, frame, frame_flags, copy, track)
+            continue
+        except _Again:
+            pass
+        waits.held = getcurrent()
+        waits.fifo |= POLLOUT
+        try:
+            tracker = waits.call(POLLOUT, -1, _send, socket, frame, frame_flags, copy, track, front=True)
+        except _ZMQError:
+            waits.release()  # closed, or its context terminated: nothing left to finish
+            raise
+        except BaseException:
+            waits.held = gevent.spawn(_send_rest, socket, frames, i, flags, copy, track)
+            raise
+    if waits.held is not None:
+        waits.release()
+    return tracker
 
 
 def _as_int(flags: Any) -> int:

@@ -1,0 +1,281 @@
+"""Sockets whose ``EVENTS`` lies: a waiter never spins, timeouts and kills land on time.
+
+For XPUB with ``XPUB_NODROP``, ROUTER with ``ROUTER_MANDATORY`` and several peers,
+and STREAM, ``POLLOUT`` means "some pipe has room", not "this send succeeds"; on
+REQ, ``POLLIN`` may announce a reply that ``recv`` then discards (see the notes in
+``zmq_green._waiting``). A waiter must then block until the socket's fd signals
+again. Spinning shows as the number of times greenlets blocked (``stats()["waits"]``)
+while nothing changed: it must stay at a handful, not run into the thousands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import pytest
+import zmq
+from gevent import socket as pysocket
+
+import zmq_green
+from tests.conftest import outcome, until
+
+pytestmark = pytest.mark.timeout(30)
+
+#: Waits allowed while a blocked call sees nothing change: the first wait, and the
+#: wake-ups of the safety timeout (0.5 s in tests) over the second it is watched.
+QUIET_WAITS = 4
+
+
+def waits() -> int:
+    return zmq_green.stats()["waits"]
+
+
+def quiet_while_blocked(sent: list[int], seconds: float = 0.3) -> None:
+    """Over *seconds*, a blocked sender waits a handful of times, plus a few per message it sent.
+
+    Over tcp libzmq's I/O thread keeps draining into the kernel's buffers for a
+    while, and each message that goes is news: the sender is then woken for it.
+    """
+    before, progress = waits(), sent[0]
+    gevent.sleep(seconds)
+    assert waits() - before <= QUIET_WAITS + 3 * (sent[0] - progress), "the blocked sender spun"
+
+
+def fill(sock: Any, *frames: bytes) -> int:
+    """Send *frames* with DONTWAIT until EAGAIN; how many messages went."""
+    sent = 0
+    while True:
+        try:
+            sock.send_multipart(list(frames), zmq.DONTWAIT)
+        except zmq.Again:
+            return sent
+        sent += 1
+
+
+@pytest.fixture
+def nodrop(ctx: zmq_green.Context) -> Iterator[tuple[Any, Any]]:
+    """An XPUB with XPUB_NODROP and a subscribed SUB, both at a high-water mark of 10."""
+    pub = ctx.socket(zmq.XPUB)
+    sub = ctx.socket(zmq.SUB)
+    pub.linger = sub.linger = 0
+    pub.setsockopt(zmq.XPUB_NODROP, 1)
+    pub.sndhwm = sub.rcvhwm = 10
+    pub.bind(f"inproc://nodrop-{id(pub)}")
+    sub.connect(pub.last_endpoint)
+    sub.subscribe(b"")
+    assert pub.recv() == b"\x01"  # the subscription has arrived
+    yield pub, sub
+
+
+def test_xpub_nodrop_sender_blocks_while_a_reader_waits(nodrop: tuple[Any, Any]) -> None:
+    """The reported hang: a sender, a greenlet parked in pub.recv(), a late reader."""
+    pub, sub = nodrop
+    parked = gevent.spawn(outcome, pub.recv)
+    got: list[bytes] = []
+
+    def sender() -> None:
+        for i in range(2000):
+            pub.send(b"%d" % i)
+
+    def reader() -> None:
+        while len(got) < 2000:
+            got.append(sub.recv())
+
+    s = gevent.spawn(sender)
+    # The sender is blocked (EVENTS says POLLOUT, send says EAGAIN) beside the parked reader.
+    until(lambda: len(pub._waits.writers) == 1)
+    before = waits()
+    gevent.sleep(0.2)
+    assert waits() - before <= QUIET_WAITS, "the blocked sender spun"
+    r = gevent.spawn(reader)
+    gevent.joinall([s, r], timeout=20, raise_error=True)
+    assert got == [b"%d" % i for i in range(2000)]
+    parked.kill()
+
+
+def test_xpub_nodrop_sndtimeo_raises_again_at_the_timeout(nodrop: tuple[Any, Any]) -> None:
+    pub, _ = nodrop
+    assert fill(pub, b"x") > 0
+    pub.sndtimeo = 300
+    before = waits()
+    start = time.monotonic()
+    with pytest.raises(zmq.Again):
+        pub.send(b"late")
+    assert time.monotonic() - start >= 0.3
+    assert waits() - before <= QUIET_WAITS
+
+
+def test_xpub_nodrop_timeout_and_kill_land_while_blocked(nodrop: tuple[Any, Any]) -> None:
+    pub, _ = nodrop
+    fill(pub, b"x")
+    parked = gevent.spawn(outcome, pub.recv)
+    timed = gevent.spawn(outcome, lambda: gevent.with_timeout(0.2, pub.send, b"t"))
+    killed = gevent.spawn(outcome, pub.send, b"k")
+    until(lambda: len(pub._waits.writers) == 2)
+    killed.kill()
+    assert isinstance(killed.value, gevent.GreenletExit)
+    start = time.monotonic()
+    timed.join(5)
+    assert isinstance(timed.value, gevent.Timeout)
+    assert time.monotonic() - start < 5  # hang guard
+    parked.kill()
+    assert not pub._waits.count
+
+
+def test_xpub_nodrop_safety_wakeups_are_not_rescues(nodrop: tuple[Any, Any]) -> None:
+    """A lone sender sees the safety timeout fire; its retry fails, so nothing was missed."""
+    pub, sub = nodrop
+    fill(pub, b"x")
+    pub.safety_timeout = 0.05
+    sender = gevent.spawn(pub.send, b"last")
+    until(lambda: zmq_green.stats()["safety_wakeups"] >= 3 and bool(pub._waits.writers))
+    assert not sender.dead
+    while sub.recv() != b"last":  # the autouse check asserts: no rescue
+        pass
+    sender.get(timeout=5)
+
+
+@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+def test_router_mandatory_send_to_a_full_peer(ctx: zmq_green.Context, transport: str) -> None:
+    """One peer full, another with room: POLLOUT is set, the send to the full peer fails."""
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.router_mandatory = 1
+    router.sndhwm = 2
+    endpoint = f"inproc://mandatory-{id(router)}" if transport == "inproc" else "tcp://127.0.0.1:*"
+    router.bind(endpoint)
+    peers = {}
+    for name in (b"full", b"room"):
+        peer = ctx.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.rcvhwm = 2
+        peer.identity = name
+        peer.connect(router.last_endpoint)
+        peer.send(b"hello")
+        peers[name] = peer
+    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    parked = gevent.spawn(outcome, router.recv)
+    payload = b"x" * 65536
+
+    sent = [0]
+
+    def flood() -> None:
+        """Send to the peer that never reads; over tcp the kernel's buffers fill first."""
+        for i in range(1000):
+            router.send_multipart([b"full", b"%d" % i, payload])
+            sent[0] += 1
+
+    sender = gevent.spawn(flood)
+    until(lambda: len(router._waits.writers) == 1, 20)
+    assert router.get(zmq.EVENTS) & zmq.POLLOUT  # the lie
+    # Meanwhile sends to the peer with room go through: the lied-to head holds nobody up.
+    for i in range(20):
+        router.send_multipart([b"room", b"%d" % i])
+        assert peers[b"room"].recv() == b"%d" % i
+    quiet_while_blocked(sent)
+    for i in range(1000):
+        assert peers[b"full"].recv_multipart()[0] == b"%d" % i
+    sender.get(timeout=5)
+    parked.kill()
+
+
+def test_stream_send_to_a_slow_client(ctx: zmq_green.Context) -> None:
+    """STREAM always reports POLLOUT; a send to a client that does not read fails."""
+    server = ctx.socket(zmq.STREAM)
+    server.linger = 0
+    server.sndhwm = 1
+    server.bind("tcp://127.0.0.1:*")
+    port = int(server.last_endpoint.rsplit(b":", 1)[1])
+    client = pysocket.create_connection(("127.0.0.1", port))
+    try:
+        routing_id, empty = server.recv_multipart()  # the connection
+        assert empty == b""
+        payload = b"x" * 65536
+        parked = gevent.spawn(outcome, server.recv_multipart)
+        sent = [0]
+
+        def flood() -> None:
+            # More than the kernel's buffers hold: the sender ends up blocked.
+            for _ in range(400):
+                server.send_multipart([routing_id, payload])
+                sent[0] += 1
+
+        sender = gevent.spawn(flood)
+        until(lambda: len(server._waits.writers) == 1, 10)
+        quiet_while_blocked(sent)
+        received = 0
+        client.settimeout(10)
+        while received < 400 * len(payload):
+            chunk = client.recv(1 << 20)
+            assert chunk
+            received += len(chunk)
+            gevent.sleep(0)
+        sender.get(timeout=10)
+        parked.kill()
+    finally:
+        client.close()
+
+
+def test_req_discarded_replies_do_not_end_a_wait(ctx: zmq_green.Context) -> None:
+    """POLLIN on REQ can announce a reply that recv() discards (bad envelope)."""
+    router = ctx.socket(zmq.ROUTER)
+    req = ctx.socket(zmq.REQ)
+    router.linger = req.linger = 0
+    router.bind(f"inproc://req-{id(router)}")
+    req.connect(router.last_endpoint)
+    req.send(b"question")
+    peer, _, _ = router.recv_multipart()
+    reply = gevent.spawn(req.recv)
+    until(lambda: len(req._waits.readers) == 1)
+    router.send_multipart([peer, b"no-delimiter"])  # discarded by REQ
+    router.send_multipart([peer, b"", b"answer"])
+    assert reply.get(timeout=5) == b"answer"
+
+
+def test_conflate_keeps_the_last_message(mod_ctx: Any, mod: Any) -> None:
+    """CONFLATE: a waiting reader gets a message; later ones replace each other (as pyzmq)."""
+    pull = mod_ctx.socket(zmq.PULL)
+    push = mod_ctx.socket(zmq.PUSH)
+    pull.conflate = push.conflate = 1
+    pull.linger = push.linger = 0
+    pull.bind("tcp://127.0.0.1:*")
+    push.connect(pull.last_endpoint)
+    for i in range(100):
+        push.send(b"%d" % i)
+    pull.rcvtimeo = 5000
+    last = pull.recv()
+    assert int(last) <= 99
+    while int(last) < 99:
+        last = pull.recv()
+    assert last == b"99"
+
+
+@pytest.mark.skipif(not zmq.has("draft"), reason="libzmq built without the DRAFT API")
+def test_draft_server_send_to_a_full_client(ctx: zmq_green.Context) -> None:  # pragma: no cover
+    server = ctx.socket(zmq.SERVER)
+    client = ctx.socket(zmq.CLIENT)
+    server.linger = client.linger = 0
+    server.sndhwm = client.rcvhwm = 2
+    server.bind(f"inproc://server-{id(server)}")
+    client.connect(server.last_endpoint)
+    client.send(b"hello")
+    frame = server.recv(copy=False)
+    routing_id = frame.routing_id
+    sent = 0
+    while True:
+        try:
+            server.send(b"x", zmq.DONTWAIT, routing_id=routing_id)
+        except zmq.Again:
+            break
+        sent += 1
+    sender = gevent.spawn(server.send, b"last", routing_id=routing_id)
+    until(lambda: len(server._waits.writers) == 1)
+    before = waits()
+    gevent.sleep(0.2)
+    assert waits() - before <= QUIET_WAITS
+    for _ in range(sent + 1):
+        client.recv()
+    sender.get(timeout=5)

@@ -1,0 +1,244 @@
+"""Wake-ups that other calls could eat, shadows that share a socket, and the bound on overtaking.
+
+Every test here fails on a missed wake-up through the suite's autouse check: the
+safety timeout is 0.5 s in tests, and a rescue fails the test that caused it.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+from typing import Any
+
+import gevent
+import pytest
+import zmq
+
+import zmq_green
+from tests.conftest import outcome, until
+from tests.transports import HANG_GUARD, TRANSPORTS, connected
+from zmq_green._waiting import OVERTAKE_LIMIT
+
+pytestmark = pytest.mark.timeout(60)
+
+PAYLOAD = b"x" * 65536
+
+
+def blocked_flood(dealer: Any, count: int) -> tuple[gevent.Greenlet, list[int]]:
+    """A greenlet sending *count* messages on *dealer*, and its progress; returns once it is blocked.
+
+    Over ipc and tcp the kernel's buffers take a few MB first; large messages fill them quickly.
+    """
+    sent = [0]
+
+    def flood() -> None:
+        for i in range(count):
+            dealer.send(b"%d" % i + PAYLOAD)
+            sent[0] += 1
+
+    greenlet = gevent.spawn(flood)
+    until(lambda: bool(dealer._waits.writers) or greenlet.dead, HANG_GUARD)
+    return greenlet, sent
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_recv_that_queues_passes_on_the_writers_signal(ctx: zmq_green.Context, transport: str) -> None:
+    """A writer waits for room and a reader for a reply on one DEALER; the peer drains; a new
+    recv() fails, processes the command that made room, and queues behind the reader: it must
+    tell the writer. Over inproc the order is exact; over ipc and tcp it is raced many times.
+    """
+    rounds = 1 if transport == "inproc" else 10
+    for _ in range(rounds):
+        router, dealer = connected(ctx, zmq.ROUTER, zmq.DEALER, transport, sndhwm=1, rcvhwm=1)
+        count = 100
+        flood, sent = blocked_flood(dealer, count)
+        reader = gevent.spawn(dealer.recv)
+        until(lambda d=dealer: len(d._waits.readers) == 1)
+        received = 0
+        while received < count:
+            # Take what has arrived without letting the hub run...
+            try:
+                router.recv_multipart(zmq.DONTWAIT)
+                received += 1
+                continue
+            except zmq.Again:
+                pass
+            # ...then a newcomer's recv runs, fails and queues, before the hub polls.
+            late = gevent.spawn(outcome, dealer.recv)
+            gevent.sleep(0)
+            late.kill()
+            assert router.poll(HANG_GUARD * 1000), "the writer was never woken"
+        flood.get(timeout=HANG_GUARD)
+        assert sent == [count]
+        reader.kill()
+        router.close()
+        dealer.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("interrupt", ["kill", "timeout"])
+def test_waiters_in_both_directions_with_heads_interrupted(
+    ctx: zmq_green.Context, transport: str, interrupt: str
+) -> None:
+    """Writers and readers on one DEALER and on one ROUTER while the messages go both ways;
+    waiting readers are killed, or time out. Every message arrives once; nothing hangs.
+    """
+    router, dealer = connected(ctx, zmq.ROUTER, zmq.DEALER, transport, sndhwm=2, rcvhwm=2)
+    router.router_mandatory = 1  # a full peer blocks the sender instead of losing the message
+    dealer.send(b"hello")
+    dealer_id = router.recv_multipart()[0]
+    rng = random.Random(7)
+    count = 300
+    got: dict[Any, list[bytes]] = {dealer: [], router: []}
+
+    def write(sock: Any, start: int) -> None:
+        for i in range(start, count, 3):
+            if sock is dealer:
+                dealer.send(b"%d" % i)
+            else:
+                router.send_multipart([dealer_id, b"%d" % i])
+
+    def read(sock: Any) -> None:
+        while True:
+            try:
+                with gevent.Timeout(rng.uniform(0.0005, 0.005) if interrupt == "timeout" else None):
+                    msg = sock.recv_multipart()
+            except gevent.Timeout:
+                continue
+            got[sock].append(msg[-1])
+
+    writers = [gevent.spawn(write, sock, k) for sock in got for k in range(3)]
+    readers = {sock: [gevent.spawn(read, sock) for _ in range(3)] for sock in got}
+    kills = 0
+    while not all(w.dead for w in writers) or sum(map(len, got.values())) < 2 * count:
+        gevent.sleep(rng.choice((0, 0.0005, 0.002)))
+        sock = rng.choice(list(got))
+        if interrupt == "kill" and sock._waits.readers:
+            # Kill a reader while readers wait on that socket: perhaps the head.
+            victim = readers[sock].pop(rng.randrange(3))
+            victim.kill(block=False)
+            readers[sock].append(gevent.spawn(read, sock))
+            kills += 1
+        assert kills < 100_000
+    gevent.joinall(writers, raise_error=True)
+    assert sorted(got[router]) == sorted(b"%d" % i for i in range(count))
+    assert sorted(got[dealer]) == sorted(b"%d" % i for i in range(count))
+    assert interrupt != "kill" or kills
+    for greenlets in readers.values():
+        gevent.killall(greenlets)
+
+
+def test_new_head_after_a_kill_has_the_safety_net(ctx: zmq_green.Context) -> None:
+    """The second writer becomes head when the first is killed; a missed signal is then
+    found by its safety timeout (and counted), never a hang."""
+    router, dealer = connected(ctx, zmq.ROUTER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    while True:
+        try:
+            dealer.send(b"fill", zmq.DONTWAIT)
+        except zmq.Again:
+            break
+    first = gevent.spawn(dealer.send, b"first")
+    second = gevent.spawn(dealer.send, b"second")
+    until(lambda: len(dealer._waits.writers) == 2)
+    first.kill()
+    before = zmq_green.stats()["safety_wakeups"]
+    until(lambda: zmq_green.stats()["safety_wakeups"] > before, HANG_GUARD)  # its net is armed
+    assert not second.dead
+    while router.recv_multipart()[-1] != b"second":
+        pass
+    second.get(timeout=HANG_GUARD)
+
+
+# -- one waiting state per libzmq socket ------------------------------------------
+
+
+def test_shadows_share_one_waiting_state(ctx: zmq_green.Context) -> None:
+    a, _b = connected(ctx, zmq.PAIR, zmq.PAIR, "inproc")
+    shadow = zmq_green.Socket.shadow(a.underlying)
+    assert shadow._waits is a._waits
+    assert zmq_green.Socket(shadow=a.underlying)._waits is a._waits
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_call_through_the_original_wakes_a_waiter_on_the_shadow(
+    ctx: zmq_green.Context, transport: str
+) -> None:
+    a, b = connected(ctx, zmq.PAIR, zmq.PAIR, transport)
+    shadow = zmq_green.Socket.shadow(a.underlying)
+    reader = gevent.spawn(shadow.recv)
+    until(lambda: bool(a._waits.readers))
+    b.send(b"for the shadow")
+    if transport != "inproc":
+        # Over ipc and tcp the message comes from the I/O thread: wait for its signal
+        # without letting the hub see it, as a busy greenlet would.
+        assert select.select([a.get(zmq.FD)], [], [], HANG_GUARD)[0]
+    # A send through the original processes the command that announced the message.
+    a.send(b"from the original")
+    assert reader.get(timeout=HANG_GUARD) == b"for the shadow"
+    assert b.recv() == b"from the original"
+
+
+# -- overtaking is bounded ----------------------------------------------------------
+
+
+def test_overtaking_a_queued_reader_is_bounded(ctx: zmq_green.Context) -> None:
+    """Greenlets that poll with DONTWAIT keep taking messages; a queued reader still gets one
+    after at most OVERTAKE_LIMIT of them."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    taken: list[tuple[str, int]] = []
+    stop = False
+
+    def barger(name: str) -> None:
+        while not stop:
+            try:
+                taken.append((name, int(pull.recv(zmq.DONTWAIT))))
+            except zmq.Again:
+                gevent.sleep(0)
+
+    def queued() -> None:
+        taken.append(("queued", int(pull.recv())))
+
+    bargers = [gevent.spawn(barger, f"barger-{i}") for i in range(4)]
+    gevent.sleep(0)
+    waiter = gevent.spawn(queued)
+    until(lambda: bool(pull._waits.readers))
+    start = len(taken)
+    i = 0
+    while not waiter.dead:
+        push.send(b"%d" % i)
+        i += 1
+        gevent.sleep(0)
+        assert i < 10_000, "the queued reader never got its turn"
+    served = [who for who, _ in taken[start:]].index("queued")
+    assert served <= OVERTAKE_LIMIT
+    # The line has emptied: newcomers may overtake again.
+    assert not pull._waits.fifo
+    push.send(b"%d" % i)
+    until(lambda: taken[-1][1] == i)
+    stop = True
+    gevent.joinall(bargers, timeout=HANG_GUARD)
+
+
+def test_a_blocking_newcomer_queues_once_overtaking_is_used_up(ctx: zmq_green.Context) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    order: list[str] = []
+
+    def reader(name: str) -> None:
+        pull.recv()
+        order.append(name)
+
+    first = gevent.spawn(reader, "first")
+    until(lambda: bool(pull._waits.readers))
+    # Overtake the queued reader until the line closes to newcomers.
+    for i in range(OVERTAKE_LIMIT):
+        push.send(b"%d" % i)
+        pull.recv()
+    assert pull._waits.fifo & zmq.POLLIN
+    push.send(b"for the queued reader")
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.DONTWAIT)  # a message is there, but it is the queued reader's turn
+    first.get(timeout=HANG_GUARD)
+    assert order == ["first"]
+    assert not pull._waits.fifo  # the line has emptied: overtaking is allowed again
+    push.send(b"for anyone")
+    assert pull.recv(zmq.DONTWAIT) == b"for anyone"

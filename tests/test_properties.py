@@ -142,8 +142,9 @@ class Distribution:
             f"DONTWAIT: {having(lambda p, f: steps_of(p, 'send', 'dontwait') or steps_of(p, 'recv', 'dontwait'))}; "
             f"a Poller: {having(lambda p, f: steps_of(p, 'poll'))}; "
             f"an EVENTS bystander: {having(lambda p, f: steps_of(p, 'events'))}",
-            f"with a socket closed mid-program: {having(lambda p, f: f['closes'])}, "
-            f"under a blocked greenlet: {having(lambda p, f: f['closed under'])}",
+            f"with a socket closed mid-program: {having(lambda p, f: f['closes'])}; "
+            f"closed under a blocked greenlet (mid-program or at the end): "
+            f"{having(lambda p, f: f['closed under'])}",
             f"totals: {sum(lengths)} steps, {totals['messages']} messages received, {totals['waits']} waits, "
             f"{totals['checks']} checks; rescues since the process started: {zmq.stats()['rescues']}",
         ]

@@ -33,6 +33,7 @@ blocking the hub for the proxy's whole life would stop the child.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -42,7 +43,7 @@ from gevent.hub import Hub
 from gevent.monkey import get_original
 from greenlet import getcurrent
 
-from ._waiting import READY, Entry, block
+from ._waiting import READY, Entry, block_until
 
 __all__ = ["Completion", "NativeThread", "inherited_hub"]
 
@@ -129,7 +130,7 @@ class Completion:
                 return True
             self._watchers.append(watcher)
         try:
-            block(entry, timeout)
+            block_until(entry, None if timeout is None else time.monotonic() + timeout, None)
         finally:
             with self._lock:
                 self._watchers.remove(watcher)

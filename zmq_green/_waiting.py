@@ -341,9 +341,13 @@ def block_until(
     Returns the wake-up value, and whether the deadline (not the safety timeout)
     was the timer armed: with :data:`TIMER`, True means the deadline has passed.
     """
-    remaining = None if deadline is None else deadline - _monotonic()
-    expiry = safety is None or (remaining is not None and remaining <= safety)
-    return block(entry, remaining if expiry else safety, busy_poll), expiry
+    while True:
+        remaining = None if deadline is None else deadline - _monotonic()
+        expiry = safety is None or (remaining is not None and remaining <= safety)
+        value = block(entry, remaining if expiry else safety, busy_poll)
+        if value is TIMER and expiry and deadline is not None and _monotonic() < deadline:
+            continue  # libuv counts whole milliseconds, rounded down: not yet
+        return value, expiry
 
 
 class SocketWaits:

@@ -18,7 +18,7 @@ import zmq
 from gevent import get_hub
 from gevent.monkey import get_original
 
-from ._waiting import READY, TIMER, Entry, block
+from ._waiting import READY, TIMER, Entry, block_until
 
 __all__ = ["MessageTracker", "green_tracker"]
 
@@ -51,9 +51,10 @@ def _wait_native(event: Any, timeout: float | None) -> bool:
             watcher.close()
             return True
         cond._waiters.append(signal)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not event.is_set():
-            if block(entry, timeout) is TIMER:
+            if block_until(entry, deadline, None)[0] is TIMER:
                 break
     finally:
         with cond:  # Event.set notifies under this lock: no send after close

@@ -119,7 +119,7 @@ class Socket(zmq.Socket[_Recv_co]):
         """
         if routing_id is not None or group is not None:
             data = _draft_frame(self, data, copy, track, routing_id, group)
-        if flags:
+        if flags.__class__ is not int:
             flags = _as_int(flags)
         tracker = _green(self, POLLOUT, flags, _send, data, flags | DONTWAIT, copy, track)
         return green_tracker(tracker) if track and tracker else tracker
@@ -148,8 +148,10 @@ class Socket(zmq.Socket[_Recv_co]):
                 if len(rpart) > 32:
                     rpart = rpart[:32] + "..."
                 raise TypeError(f"Frame {i} ({rpart}) does not support the buffer interface.")
-        if flags:
+        if flags.__class__ is not int:
             flags = _as_int(flags)
+        if not isinstance(msg_parts, (list, tuple)):
+            msg_parts[:-1]  # pyzmq slices the parts: what cannot be sliced fails as there
         last = len(msg_parts) - 1
         if last < 0:
             # pyzmq's own behaviour for an empty message
@@ -169,7 +171,7 @@ class Socket(zmq.Socket[_Recv_co]):
         Parameters and return value are those of :meth:`zmq.Socket.recv`. With
         ``flags=zmq.DONTWAIT`` (or ``RCVTIMEO`` expiring) raises :class:`zmq.Again`.
         """
-        if flags:
+        if flags.__class__ is not int:
             flags = _as_int(flags)
         return _green(self, POLLIN, flags, _recv, flags | DONTWAIT, copy, track)
 
@@ -193,7 +195,7 @@ class Socket(zmq.Socket[_Recv_co]):
 
         See :meth:`zmq.Socket.recv_into`.
         """
-        if flags:
+        if flags.__class__ is not int:
             flags = _as_int(flags)
         return _green(self, POLLIN, flags, _recv_into_dontwait, buffer, nbytes, flags)
 

@@ -5,9 +5,10 @@ under a minute. ``ZMQ_GREEN_SOAK_SECONDS=S`` turns it into a soak run: each chao
 scenario lasts *S* seconds and the memory test moves 1,000,000 messages.
 
 The ``resources`` fixture (from :mod:`soak`) checks that a test gives back every
-fd and hub watcher it took. Tests report what they did with ``record_property``
-under the keys of :data:`FIGURES`; the totals are printed at the end of the
-session (the figures quoted in RELIABILITY.md come from there).
+fd, hub watcher and greenlet it took, and records the safety-timeout rescues
+counted during it. Tests report what they did with ``record_property`` under the
+keys of :data:`FIGURES`; the totals are printed at the end of the session (the
+figures quoted in RELIABILITY.md come from there). Every figure is a measurement.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ FIGURES = {
     "messages": "messages moved",
     "faults": "faults injected",
     "bad_inputs": "bad inputs tried",
-    "lost": "messages lost",
+    "lost": "messages lost (their send returned, never received)",
+    "rescues": "missed wake-ups (safety-timeout rescues)",
     "rss_growth": "RSS growth over the memory test, bytes",
 }
 
@@ -31,7 +33,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     totals: Counter[str] = Counter()
     for reports in terminalreporter.stats.values():
         for report in reports:
-            if getattr(report, "when", None) != "call":
+            # a teardown report carries what the test and its fixtures recorded
+            if getattr(report, "when", None) != "teardown":
                 continue
             for key, value in getattr(report, "user_properties", ()):
                 if key in FIGURES:

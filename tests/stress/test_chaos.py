@@ -52,6 +52,8 @@ from typing import Any, Callable
 import gevent
 import gevent.lock
 import pytest
+from conftest import until
+from gevent.event import Event
 from gevent.greenlet import Greenlet
 
 import zmq_green as zmq
@@ -693,3 +695,28 @@ def test_workers_that_never_wait_are_stopped_and_reported() -> None:
         with pytest.raises(AssertionError, match=r"the hub did not run for 0\.2 s"):
             crew.settle(lambda: False, lambda: "spinning")
         assert not crew.teams[SERVER]
+
+
+@pytest.mark.timeout(10)
+def test_the_chaos_picks_its_victims_from_its_seed_alone() -> None:
+    def victims(seed: int) -> list[int]:
+        """The first 30 workers killed, by the order in which they started."""
+        serials, killed, idle = count(), [], Event()
+
+        def body() -> None:
+            me = next(serials)
+            try:
+                idle.wait()
+            except gevent.GreenletExit:
+                killed.append(me)
+                raise
+
+        crew = Crew(seed)
+        try:
+            crew.spawn(body, 50, SERVER)
+            until(lambda: len(killed) >= 30)
+        finally:
+            crew.abandon()
+        return killed[:30]
+
+    assert victims(7) == victims(7) != victims(8)

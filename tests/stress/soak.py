@@ -93,11 +93,11 @@ def warm_up() -> None:
 
 @contextmanager
 def accounted(record: Callable[[str, Any], None]) -> Iterator[None]:
-    """Check that the body gives back every fd, hub watcher and greenlet it took,
-    and that no wake-up was missed during it.
+    """Check that the body gives back every fd, hub watcher and greenlet it took.
 
     The body must terminate its contexts. *record* is given ``("rescues", n)``,
-    the safety-timeout rescues counted during the body, before anything is checked.
+    the safety-timeout rescues counted during the body, before anything is checked
+    (that there are none is every test's check: tests/conftest.py's safety net).
     """
     warm_up()
     fds, watchers, greenlets = open_fds(), active_watchers(), running_greenlets()
@@ -110,12 +110,11 @@ def accounted(record: Callable[[str, Any], None]) -> Iterator[None]:
     assert running_greenlets() == greenlets, (
         f"greenlets still running: {running_greenlets()}, {greenlets} before"
     )
-    assert zmq_green.stats()["rescues"] == rescues, "a wake-up was missed (safety timeout rescued it)"
 
 
 @pytest.fixture
 def resources(record_property: Callable[[str, Any], None]) -> Iterator[None]:
     """Fail the test unless fds, hub watchers and greenlets are back to where they
-    started and no wake-up was missed (see :func:`accounted`); record the rescues."""
+    started (see :func:`accounted`); record the rescues counted during it."""
     with accounted(record_property):
         yield

@@ -13,8 +13,9 @@ waiters still blocked on them, and the context is terminated. Then:
   ``ROUTER_MANDATORY`` both ways; requests of REQ/REP, and each reply reaches the
   request it answers); the messages that were not are counted as ``lost``;
 * no greenlet hangs: all of them end once their socket is closed;
-* no wake-up was missed, and fds, hub watchers and greenlets are back to their
-  starting count (the ``resources`` fixture).
+* no wake-up was missed (the safety net of tests/conftest.py), and fds, hub
+  watchers and greenlets are back to their starting count (the ``resources``
+  fixture).
 
 A kill or a timeout can only land where the victim is switched out, that is
 inside a blocking call: a call that returned has done its work, so recording

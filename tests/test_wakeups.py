@@ -182,63 +182,88 @@ def test_a_call_through_the_original_wakes_a_waiter_on_the_shadow(
 
 
 def test_overtaking_a_queued_reader_is_bounded(ctx: zmq_green.Context) -> None:
-    """Greenlets that poll with DONTWAIT keep taking messages; a queued reader still gets one
-    after at most OVERTAKE_LIMIT of them."""
-    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
-    taken: list[tuple[str, int]] = []
+    """Twenty greenlets keep calling recv() and arrive while a burst is ready; a reader queued
+    before them is served after at most OVERTAKE_LIMIT of their calls."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc", rcvhwm=1000, sndhwm=1000)
+    taken: list[str] = []
     stop = False
 
     def barger(name: str) -> None:
         while not stop:
-            try:
-                taken.append((name, int(pull.recv(zmq.DONTWAIT))))
-            except zmq.Again:
-                gevent.sleep(0)
+            pull.recv()
+            taken.append(name)
+            gevent.sleep(0)  # back at once, while the burst lasts
 
     def queued() -> None:
-        taken.append(("queued", int(pull.recv())))
+        pull.recv()
+        taken.append("queued")
 
-    bargers = [gevent.spawn(barger, f"barger-{i}") for i in range(4)]
-    gevent.sleep(0)
     waiter = gevent.spawn(queued)
     until(lambda: bool(pull._waits.readers))
-    start = len(taken)
-    i = 0
-    while not waiter.dead:
+    bargers = [gevent.spawn(barger, f"barger-{i}") for i in range(20)]
+    for i in range(100):
         push.send(b"%d" % i)
-        i += 1
-        gevent.sleep(0)
-        assert i < 10_000, "the queued reader never got its turn"
-    served = [who for who, _ in taken[start:]].index("queued")
-    assert served <= OVERTAKE_LIMIT
-    # The line has emptied: newcomers may overtake again.
-    assert not pull._waits.fifo
-    push.send(b"%d" % i)
-    until(lambda: taken[-1][1] == i)
+    waiter.get(timeout=HANG_GUARD)
+    assert taken.index("queued") <= OVERTAKE_LIMIT
     stop = True
+    for i in range(20):
+        push.send(b"%d" % i)
     gevent.joinall(bargers, timeout=HANG_GUARD)
 
 
-def test_a_blocking_newcomer_queues_once_overtaking_is_used_up(ctx: zmq_green.Context) -> None:
-    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
-    order: list[str] = []
+def test_a_newcomer_queues_once_overtaking_is_used_up(mod_ctx: Any, mod: Any) -> None:
+    """...but a DONTWAIT call, which never waits, takes what is ready, as with pyzmq."""
+    pull, push = connected(mod_ctx, zmq.PULL, zmq.PUSH, "inproc")
+    if mod is zmq:
+        push.send(b"ready")
+        assert pull.recv(zmq.DONTWAIT) == b"ready"
+        return
+    order: list[bytes] = []
 
-    def reader(name: str) -> None:
-        pull.recv()
-        order.append(name)
+    def reader() -> None:
+        order.append(pull.recv())
 
-    first = gevent.spawn(reader, "first")
+    first = gevent.spawn(reader)
     until(lambda: bool(pull._waits.readers))
-    # Overtake the queued reader until the line closes to newcomers.
+    # Overtake the queued reader until its line closes to newcomers that would wait.
     for i in range(OVERTAKE_LIMIT):
         push.send(b"%d" % i)
         pull.recv()
     assert pull._waits.fifo & zmq.POLLIN
-    push.send(b"for the queued reader")
-    with pytest.raises(zmq.Again):
-        pull.recv(zmq.DONTWAIT)  # a message is there, but it is the queued reader's turn
-    first.get(timeout=HANG_GUARD)
-    assert order == ["first"]
+    push.send(b"one")
+    push.send(b"two")
+    late = gevent.spawn(reader)  # tries after "first" although "one" is there
+    gevent.joinall([first, late], timeout=HANG_GUARD, raise_error=True)
+    assert order == [b"one", b"two"]
     assert not pull._waits.fifo  # the line has emptied: overtaking is allowed again
-    push.send(b"for anyone")
-    assert pull.recv(zmq.DONTWAIT) == b"for anyone"
+    push.send(b"ready")
+    assert pull.recv(zmq.DONTWAIT) == b"ready"
+
+
+def test_dontwait_after_poll_takes_what_is_ready_while_others_queue(ctx: zmq_green.Context) -> None:
+    """A loop of poll() and recv(DONTWAIT) beside queued readers never spins: each poll that
+    says POLLIN is followed by a message."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc", rcvhwm=1000, sndhwm=1000)
+    got: list[str] = []
+
+    def polling() -> None:
+        while len(got) < 1000:
+            if pull.poll(1000, zmq.POLLIN):
+                try:
+                    pull.recv(zmq.DONTWAIT)
+                    got.append("poller")
+                except zmq.Again:
+                    pass
+
+    def blocking() -> None:
+        while len(got) < 1000:
+            pull.recv()
+            got.append("reader")
+
+    greenlets = [gevent.spawn(polling) for _ in range(2)] + [gevent.spawn(blocking) for _ in range(5)]
+    for i in range(1000 + 7):
+        push.send(b"%d" % i)
+        if i % 50 == 0:
+            gevent.sleep(0)
+    gevent.joinall(greenlets, timeout=HANG_GUARD * 2, raise_error=True)
+    assert "reader" in got

@@ -90,9 +90,11 @@ wakes every waiter with ``ENOTSOCK``; a terminating context wakes them with
 
 A call that arrives while others of its direction are queued tries once before
 queueing, and may so overtake them: that keeps a busy socket fast. It may do so
-:data:`OVERTAKE_LIMIT` times per queue; then newcomers queue at the back (with
-``DONTWAIT`` they get ``EAGAIN``) until the line has emptied, so no waiter is
-passed over more than that many times.
+:data:`OVERTAKE_LIMIT` times per queue; then newcomers that would wait queue at
+the back until the line has emptied, so no waiter is passed over by them more
+than that many times. A ``DONTWAIT`` call never waits, and takes what is ready
+as in pyzmq: holding it back would only make a loop of ``poll()`` and
+``DONTWAIT`` calls spin.
 
 Blocking itself happens in :func:`block` only: a :class:`gevent.hub.Waiter` and at
 most one timer, closed on every exit. The timer is armed from a fresh clock: the

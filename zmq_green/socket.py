@@ -210,7 +210,7 @@ def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T
     are the caller's: with ``DONTWAIT``, ``EAGAIN`` is raised instead of waiting.
     """
     waits = socket._waits
-    if not waits.fifo & direction:
+    if not waits.fifo & direction or _may_overtake(waits, direction, flags):
         try:
             result = op(socket, *args)
         except _Again:
@@ -225,10 +225,20 @@ def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T
                 waits.overtook(direction)
             return result
     elif flags & DONTWAIT:
-        # Queued waiters have been overtaken often enough: this turn is theirs.
-        raise zmq_error(EAGAIN)
+        raise zmq_error(EAGAIN)  # another greenlet's multipart message is half sent
     timeout = cast(int, _get(socket, RCVTIMEO if direction == POLLIN else SNDTIMEO))
     return waits.call(direction, timeout, op, socket, *args)
+
+
+def _may_overtake(waits: SocketWaits, direction: int, flags: int) -> bool:
+    """Whether a call may try before the waiters of a line that is closed to newcomers.
+
+    A call that would wait queues behind them (they have been overtaken often
+    enough). A ``DONTWAIT`` call never waits, and takes what is ready as in pyzmq
+    -- refusing it would only make a loop of ``poll()`` and ``DONTWAIT`` spin --
+    unless another greenlet's multipart message is half sent.
+    """
+    return bool(flags & DONTWAIT) and (direction == POLLIN or waits.held is None)
 
 
 def _send_rest(

@@ -22,7 +22,9 @@ from .soak import resources as resources
 FIGURES = {
     "messages": "messages moved",
     "faults": "faults injected",
-    "bad_inputs": "bad inputs tried",
+    "bad_inputs": "bad inputs tried on zmq_green's own code, each against zmq and zmq_green",
+    "odd_inputs": "odd but valid inputs tried on zmq_green's own code",
+    "pass_through_inputs": "inputs that never reach zmq_green's code (pyzmq against itself; not counted above)",
     "lost": "messages lost (their send returned, never received)",
     "rescues": "missed wake-ups (safety-timeout rescues)",
     "rss_growth": "RSS growth over the memory test, bytes",

@@ -66,13 +66,14 @@ def active_watchers() -> int:
     """Active watchers of this thread's hub loop.
 
     libev's ``activecnt`` (the referenced ones). gevent's libuv loop has no such
-    count (its ``activecnt`` is always 0), so there, the handles that are active
-    and not being closed, but for the loop's own (it starts a check handle while
-    callbacks are pending, for instance).
+    count (its ``activecnt`` is always 0), so there, the handles that are active,
+    referenced and not being closed, but for the loop's own (it starts a check
+    handle while callbacks are pending, for instance). Unreferenced ones, such as
+    busy-polling's idle watcher, keep no loop running, as in libev's count.
     """
     loop = gevent.get_hub().loop
     if "libuv" in loop_name():
-        return sum(1 for h in loop.debug() if h.active and not h.closing and h.watcher is not loop)
+        return sum(1 for h in loop.debug() if h.ref and h.active and not h.closing and h.watcher is not loop)
     return int(loop.activecnt)
 
 

@@ -1,7 +1,9 @@
 """Shared fixtures.
 
 ``mod`` runs a test body against native pyzmq and zmq_green where their behaviour
-must match; ``ctx`` gives a green context that is destroyed after the test.
+must match; ``ctx`` gives a green context that is destroyed after the test. Every
+test runs with a short safety timeout and fails on a rescue (``_safety_net``), and
+no greenlet may still wait on an open socket after it (``_no_waiter_left``).
 """
 
 from __future__ import annotations
@@ -41,11 +43,6 @@ def ctx() -> Iterator[zmq_green.Context]:
     context = zmq_green.Context()
     yield context
     context.destroy(linger=0)
-
-
-@pytest.fixture
-def no_rescues() -> None:
-    """Kept for the tests that name it: every test now fails on a rescue (``_safety_net``)."""
 
 
 def outcome(func: Callable[..., Any], *args: Any) -> Any:

@@ -89,7 +89,7 @@ def test_busy_poll_is_off_by_default_in_a_process_pinned_to_one_cpu() -> None:
 
 
 def test_a_waiting_socket_keeps_the_hub_polling_then_lets_it_sleep(
-    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns
+    ctx: zmq_green.Context, loop: LoopTurns
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     pull.busy_poll = 10 * WINDOW
@@ -107,7 +107,7 @@ def test_a_waiting_socket_keeps_the_hub_polling_then_lets_it_sleep(
 
 @pytest.mark.parametrize("waiter", ["socket", "poller"])
 def test_busy_poll_of_zero_lets_the_hub_sleep_at_once(
-    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns, waiter: str
+    ctx: zmq_green.Context, loop: LoopTurns, waiter: str
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     until(lambda: not busy_polling())
@@ -129,9 +129,7 @@ def test_busy_poll_of_zero_lets_the_hub_sleep_at_once(
     assert blocked.get(timeout=HANG_GUARD)
 
 
-def test_a_waiting_poller_keeps_the_hub_polling(
-    ctx: zmq_green.Context, no_rescues: None, loop: LoopTurns
-) -> None:
+def test_a_waiting_poller_keeps_the_hub_polling(ctx: zmq_green.Context, loop: LoopTurns) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     poller = zmq_green.Poller()
     poller.busy_poll = 10 * WINDOW
@@ -147,7 +145,7 @@ def test_a_waiting_poller_keeps_the_hub_polling(
 
 
 def test_round_trips_between_greenlets_over_tcp_are_the_same_with_and_without_busy_poll(
-    ctx: zmq_green.Context, no_rescues: None
+    ctx: zmq_green.Context,
 ) -> None:
     """Busy-polling changes when the hub sees an fd, never what the calls return."""
     rep, req = pair(ctx, zmq.REP, zmq.REQ, "tcp")

@@ -60,9 +60,7 @@ def test_context_repr_names_the_green_class() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_term_waiting_for_a_lingering_message_blocks_only_the_caller(
-    refused_endpoint: str, no_rescues: None
-) -> None:
+def test_term_waiting_for_a_lingering_message_blocks_only_the_caller(refused_endpoint: str) -> None:
     ctx = zmq_green.Context()
     lingering_push(ctx, refused_endpoint).close()
     ticks, elapsed = ticks_while(ctx.term)
@@ -72,9 +70,7 @@ def test_term_waiting_for_a_lingering_message_blocks_only_the_caller(
 
 
 @pytest.mark.timeout(10)
-def test_destroy_with_linger_blocks_only_the_caller_and_closes_sockets(
-    refused_endpoint: str, no_rescues: None
-) -> None:
+def test_destroy_with_linger_blocks_only_the_caller_and_closes_sockets(refused_endpoint: str) -> None:
     ctx = zmq_green.Context()
     push = ctx.socket(zmq.PUSH)
     push.connect(refused_endpoint)
@@ -86,7 +82,7 @@ def test_destroy_with_linger_blocks_only_the_caller_and_closes_sockets(
 
 
 @pytest.mark.timeout(10)
-def test_context_manager_exit_blocks_only_the_caller(refused_endpoint: str, no_rescues: None) -> None:
+def test_context_manager_exit_blocks_only_the_caller(refused_endpoint: str) -> None:
     def use() -> None:
         with zmq_green.Context() as ctx:
             lingering_push(ctx, refused_endpoint).close()
@@ -106,7 +102,7 @@ def test_term_lingers_as_long_as_pyzmqs(mod: Any, refused_endpoint: str) -> None
 
 
 @pytest.mark.timeout(10)
-def test_term_waits_for_open_sockets_while_other_greenlets_run(no_rescues: None) -> None:
+def test_term_waits_for_open_sockets_while_other_greenlets_run() -> None:
     ctx = zmq_green.Context()
     sock = ctx.socket(zmq.PULL)
     terming = gevent.spawn(ctx.term)
@@ -119,7 +115,7 @@ def test_term_waits_for_open_sockets_while_other_greenlets_run(no_rescues: None)
 
 
 @pytest.mark.timeout(10)
-def test_term_wakes_every_waiting_greenlet_with_context_terminated(no_rescues: None) -> None:
+def test_term_wakes_every_waiting_greenlet_with_context_terminated() -> None:
     ctx = zmq_green.Context()
     pull = ctx.socket(zmq.PULL)
     pull.bind("inproc://term-waiters")
@@ -155,7 +151,7 @@ def test_term_wakes_every_waiting_greenlet_with_context_terminated(no_rescues: N
 
 
 @pytest.mark.timeout(10)
-def test_term_wakes_greenlets_that_do_not_close_with_context_terminated(no_rescues: None) -> None:
+def test_term_wakes_greenlets_that_do_not_close_with_context_terminated() -> None:
     ctx = zmq_green.Context()
     pull = ctx.socket(zmq.PULL)
     pull.linger = 0
@@ -179,7 +175,7 @@ def test_term_wakes_greenlets_that_do_not_close_with_context_terminated(no_rescu
 
 
 @pytest.mark.timeout(10)
-def test_destroy_closes_sockets_and_wakes_their_waiters(no_rescues: None) -> None:
+def test_destroy_closes_sockets_and_wakes_their_waiters() -> None:
     ctx = zmq_green.Context()
     pull = ctx.socket(zmq.PULL)
     dealer = ctx.socket(zmq.DEALER)

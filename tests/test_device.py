@@ -71,7 +71,7 @@ def stream(ctx: Any) -> tuple[Any, Any, Any, Any]:
 
 
 @pytest.mark.timeout(10)
-def test_proxy_queue_moves_requests_and_replies(ctx: zmq_green.Context, no_rescues: None) -> None:
+def test_proxy_queue_moves_requests_and_replies(ctx: zmq_green.Context) -> None:
     frontend, client = pair(ctx, zmq.ROUTER, zmq.REQ)
     backend, worker = pair(ctx, zmq.DEALER, zmq.REP)
     running = gevent.spawn(outcome, zmq_green.proxy, frontend, backend)
@@ -220,7 +220,7 @@ def test_unknown_commands_are_ignored_as_in_pyzmq(mod: Any, mod_ctx: Any) -> Non
 
 
 @pytest.mark.timeout(20)
-def test_device_killed_mid_stream_lets_go_of_its_sockets_and_the_context_then_terms(no_rescues: None) -> None:
+def test_device_killed_mid_stream_lets_go_of_its_sockets_and_the_context_then_terms() -> None:
     ctx = zmq_green.Context()
     frontend, backend, producer, consumer = stream(ctx)
     running = gevent.spawn(outcome, zmq_green.device, zmq.STREAMER, frontend, backend)
@@ -258,9 +258,7 @@ def test_device_killed_mid_stream_lets_go_of_its_sockets_and_the_context_then_te
 
 
 @pytest.mark.timeout(10)
-def test_gevent_timeout_around_a_proxy_stops_it_and_frees_its_sockets(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_gevent_timeout_around_a_proxy_stops_it_and_frees_its_sockets(ctx: zmq_green.Context) -> None:
     frontend, backend, producer, _ = stream(ctx)
     control, peer = control_pair(ctx)
     start = time.monotonic()
@@ -276,7 +274,7 @@ def test_gevent_timeout_around_a_proxy_stops_it_and_frees_its_sockets(
 
 
 @pytest.mark.timeout(30)
-def test_more_proxies_than_threadpool_workers_do_not_starve_context_term(no_rescues: None) -> None:
+def test_more_proxies_than_threadpool_workers_do_not_starve_context_term() -> None:
     ctx = zmq_green.Context()
     count = gevent.get_hub().threadpool.maxsize + 2
     streams = [stream(ctx) for _ in range(count)]

@@ -321,3 +321,31 @@ def test_a_held_multipart_keeps_the_readers_overtaking_bound(ctx: zmq_green.Cont
     assert late.get(timeout=HANG_GUARD) == b"\x01later"
     assert [sub.recv_multipart() for _ in range(3)] == [[b"before-0"], [b"before-1"], [b"a0", b"a1", b"a2"]]
     holder.get(timeout=HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+def test_overtaking_a_queued_writer_is_bounded(ctx: zmq_green.Context) -> None:
+    """Sends that find room while a writer waits overtake it OVERTAKE_LIMIT times, then queue."""
+    push = ctx.socket(zmq.PUSH)
+    pull = ctx.socket(zmq.PULL)
+    push.linger = pull.linger = 0
+    push.sndhwm = pull.rcvhwm = 1  # before connecting: the pipe holds two messages
+    push.bind(f"inproc://overtaken-{id(push)}")
+    pull.connect(push.last_endpoint)
+    sent = 0
+    with pytest.raises(zmq.Again):
+        while True:
+            push.send(b"fill-%d" % sent, zmq.DONTWAIT)
+            sent += 1
+    before = waits()
+    queued = gevent.spawn(push.send, b"queued")
+    until(lambda: waits() > before)
+    for i in range(_waiting.OVERTAKE_LIMIT):
+        pull.recv()  # room for one...
+        assert push.get(zmq.EVENTS) & zmq.POLLOUT  # ...once the push has seen it (a send may not look)
+        push.send(b"overtaking-%d" % i, zmq.DONTWAIT)
+    pull.recv()
+    assert push.get(zmq.EVENTS) & zmq.POLLOUT
+    with pytest.raises(zmq.Again):
+        push.send(b"one too many", zmq.DONTWAIT)  # the queued writer's turn
+    queued.get(timeout=HANG_GUARD)

@@ -70,7 +70,7 @@ def test_green_context_makes_green_sockets_and_pollers(ctx: zmq_green.Context) -
         assert type(direct) is zmq_green.Socket
 
 
-def test_green_poller_waits_greenly(ctx: zmq_green.Context, no_rescues: None) -> None:
+def test_green_poller_waits_greenly(ctx: zmq_green.Context) -> None:
     a = ctx.socket(zmq.PAIR)
     b = ctx.socket(zmq.PAIR)
     a.bind("inproc://namespace-poller")

@@ -160,7 +160,7 @@ def test_select_results_equal_pyzmqs(mod: Any, mod_ctx: Any, pipe: tuple[int, in
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("shared", [False, True], ids=["own-pollers", "one-shared-poller"])
 def test_ten_greenlets_polling_one_socket_all_wake_on_one_message(
-    ctx: zmq_green.Context, no_rescues: None, shared: bool, transport: str
+    ctx: zmq_green.Context, shared: bool, transport: str
 ) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     common = zmq_green.Poller()
@@ -184,9 +184,7 @@ def test_ten_greenlets_polling_one_socket_all_wake_on_one_message(
 
 
 @pytest.mark.timeout(10)
-def test_poller_wakes_on_a_raw_pipe_fd_blocking_only_the_caller(
-    no_rescues: None, pipe: tuple[int, int]
-) -> None:
+def test_poller_wakes_on_a_raw_pipe_fd_blocking_only_the_caller(pipe: tuple[int, int]) -> None:
     r, w = pipe
     poller = zmq_green.Poller()
     poller.register(r, zmq.POLLIN)
@@ -201,7 +199,7 @@ def test_poller_wakes_on_a_raw_pipe_fd_blocking_only_the_caller(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_poller_mixing_a_socket_and_a_pipe_reports_whichever_is_ready(
-    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int], transport: str
+    ctx: zmq_green.Context, pipe: tuple[int, int], transport: str
 ) -> None:
     r, w = pipe
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
@@ -222,7 +220,7 @@ def test_poller_mixing_a_socket_and_a_pipe_reports_whichever_is_ready(
 
 
 @pytest.mark.timeout(10)
-def test_poller_waits_for_pollout_until_the_peer_drains(ctx: zmq_green.Context, no_rescues: None) -> None:
+def test_poller_waits_for_pollout_until_the_peer_drains(ctx: zmq_green.Context) -> None:
     # Over inproc only: over ipc and tcp libzmq's I/O thread drains the pipe by itself.
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     pull.rcvhwm = push.sndhwm = 1
@@ -242,9 +240,7 @@ def test_poller_waits_for_pollout_until_the_peer_drains(ctx: zmq_green.Context, 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_poller_waits_for_pollout_until_a_peer_connects(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_poller_waits_for_pollout_until_a_peer_connects(ctx: zmq_green.Context, transport: str) -> None:
     push, address = bound(ctx, zmq.PUSH, transport)  # no peer: nowhere to send
     poller = zmq_green.Poller()
     poller.register(push, zmq.POLLOUT)
@@ -261,7 +257,7 @@ def test_poller_waits_for_pollout_until_a_peer_connects(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_poller_and_a_reader_on_the_same_socket_both_see_their_messages(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     poller = zmq_green.Poller()
@@ -280,7 +276,7 @@ def test_poller_and_a_reader_on_the_same_socket_both_see_their_messages(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_native_pyzmq_socket_in_a_green_poller_waits_greenly(no_rescues: None, transport: str) -> None:
+def test_native_pyzmq_socket_in_a_green_poller_waits_greenly(transport: str) -> None:
     native = zmq.Context()
     try:
         pull, push = connected(native, zmq.PULL, zmq.PUSH, transport)
@@ -298,9 +294,7 @@ def test_native_pyzmq_socket_in_a_green_poller_waits_greenly(no_rescues: None, t
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_poll_timeout_returns_empty_while_other_greenlets_run(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_poll_timeout_returns_empty_while_other_greenlets_run(ctx: zmq_green.Context, transport: str) -> None:
     pull, _ = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)
@@ -316,9 +310,7 @@ def test_poll_timeout_returns_empty_while_other_greenlets_run(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("timeout", [None, -1, -1000])
-def test_poll_none_or_negative_waits_forever(
-    ctx: zmq_green.Context, no_rescues: None, timeout: Any, transport: str
-) -> None:
+def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: Any, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)
@@ -338,7 +330,7 @@ def test_poll_none_or_negative_waits_forever(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_registered_sockets_keep_their_watchers_between_polls(
-    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int], transport: str
+    ctx: zmq_green.Context, pipe: tuple[int, int], transport: str
 ) -> None:
     r, _w = pipe
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
@@ -365,7 +357,7 @@ def test_registered_sockets_keep_their_watchers_between_polls(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
 def test_interrupted_poll_leaves_nothing_started(
-    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int], how: str, transport: str
+    ctx: zmq_green.Context, pipe: tuple[int, int], how: str, transport: str
 ) -> None:
     r, _ = pipe
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
@@ -394,9 +386,7 @@ def test_interrupted_poll_leaves_nothing_started(
 
 
 @pytest.mark.timeout(20)
-def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(
-    no_rescues: None, pipe: tuple[int, int]
-) -> None:
+def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(pipe: tuple[int, int]) -> None:
     r, w = pipe
     poller = zmq_green.Poller()
     poller.safety_timeout = None  # nothing but the pipe can wake them
@@ -411,7 +401,7 @@ def test_two_greenlets_polling_one_poller_on_a_pipe_both_wake(
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_registering_while_another_greenlet_polls_a_pipe_does_not_lose_its_wakeup(
-    ctx: zmq_green.Context, no_rescues: None, pipe: tuple[int, int], transport: str
+    ctx: zmq_green.Context, pipe: tuple[int, int], transport: str
 ) -> None:
     r, w = pipe
     pull, _ = connected(ctx, zmq.PULL, zmq.PUSH, transport)
@@ -452,9 +442,7 @@ def test_select_with_a_timeout_lets_other_greenlets_run_where_zmq_green_freezes_
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_select_wakes_when_a_socket_becomes_readable(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_select_wakes_when_a_socket_becomes_readable(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
     waiting = gevent.spawn(zmq_green.select, [pull], [], [], None)
@@ -465,9 +453,7 @@ def test_select_wakes_when_a_socket_becomes_readable(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_select_killed_while_waiting_leaves_the_socket_clean(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_select_killed_while_waiting_leaves_the_socket_clean(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
     waiting = gevent.spawn(outcome, zmq_green.select, [pull], [], [], 10)

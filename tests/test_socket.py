@@ -126,9 +126,7 @@ RECV_CASES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", list(RECV_CASES))
-def test_receiving_call_blocks_only_the_calling_greenlet(
-    ctx: zmq_green.Context, no_rescues: None, name: str
-) -> None:
+def test_receiving_call_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, name: str) -> None:
     call, send, expected = RECV_CASES[name]
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     assert blocks_only_caller(lambda: call(pull), lambda: send(push)) == expected
@@ -156,9 +154,7 @@ SEND_CASES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", list(SEND_CASES))
-def test_sending_call_blocks_only_the_calling_greenlet(
-    ctx: zmq_green.Context, no_rescues: None, name: str
-) -> None:
+def test_sending_call_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, name: str) -> None:
     call, read, expected = SEND_CASES[name]
     pull, push = hwm_pair(ctx)
     filled = fill(push)
@@ -174,9 +170,7 @@ def test_sending_call_blocks_only_the_calling_greenlet(
 
 
 @pytest.mark.timeout(10)
-def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(ctx: zmq_green.Context) -> None:
     pull, push = hwm_pair(ctx)
     filled = fill(push)
     drain_fill = lambda: [pull.recv() for _ in range(filled)]  # noqa: E731
@@ -184,9 +178,7 @@ def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(
 
 
 @pytest.mark.timeout(10)
-def test_socket_poll_timeout_returns_zero_and_blocks_only_the_caller(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_socket_poll_timeout_returns_zero_and_blocks_only_the_caller(ctx: zmq_green.Context) -> None:
     pull, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     ticker = Ticker()
     assert pull.poll(timeout=100) == 0
@@ -235,7 +227,7 @@ def test_dontwait_send_without_peer_raises_again_at_once(mod: Any, mod_ctx: Any,
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_dontwait_raises_again_while_other_greenlets_wait_and_leaves_them_waiting(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
@@ -281,7 +273,7 @@ def times_out_silently(mod: Any, sock: Any, option: str, call: Callable[[Any], A
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("name", list(RECV_TIMEO))
 def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
-    mod: Any, mod_ctx: Any, no_rescues: None, name: str, transport: str
+    mod: Any, mod_ctx: Any, name: str, transport: str
 ) -> None:
     pull, _ = connected(mod_ctx, mod.PULL, mod.PUSH, transport)
     times_out_silently(mod, pull, "rcvtimeo", RECV_TIMEO[name])
@@ -289,9 +281,7 @@ def test_rcvtimeo_raises_again_after_the_timeout_without_warning(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("name", list(SEND_TIMEO))
-def test_sndtimeo_raises_again_after_the_timeout_without_warning(
-    mod: Any, mod_ctx: Any, no_rescues: None, name: str
-) -> None:
+def test_sndtimeo_raises_again_after_the_timeout_without_warning(mod: Any, mod_ctx: Any, name: str) -> None:
     push, _ = bound(mod_ctx, mod.PUSH, "inproc")  # no peer: nowhere to send
     times_out_silently(mod, push, "sndtimeo", SEND_TIMEO[name])
 
@@ -313,7 +303,7 @@ def _later(delay: float, func: Callable[[], Any]) -> threading.Thread:
 
 
 @pytest.mark.timeout(10)
-def test_rcvtimeo_minus_one_waits_until_a_message_comes(mod: Any, mod_ctx: Any, no_rescues: None) -> None:
+def test_rcvtimeo_minus_one_waits_until_a_message_comes(mod: Any, mod_ctx: Any) -> None:
     pull, push = pair(mod_ctx, mod.PULL, mod.PUSH)
     pull.rcvtimeo = 50
     pull.rcvtimeo = -1
@@ -326,7 +316,7 @@ def test_rcvtimeo_minus_one_waits_until_a_message_comes(mod: Any, mod_ctx: Any, 
 
 
 @pytest.mark.timeout(10)
-def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any, no_rescues: None) -> None:
+def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any) -> None:
     push, address = bound(mod_ctx, mod.PUSH, "inproc")
     pull = mod_ctx.socket(mod.PULL)
     pull.linger = 0
@@ -343,9 +333,7 @@ def test_sndtimeo_minus_one_waits_until_a_peer_comes(mod: Any, mod_ctx: Any, no_
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_rcvtimeo_wait_blocks_only_the_calling_greenlet(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_rcvtimeo_wait_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, transport: str) -> None:
     pull, _ = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     pull.rcvtimeo = 300
     before = waits()
@@ -362,9 +350,7 @@ LINE = 60
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_rcvtimeo_counts_the_time_spent_waiting_in_line(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_rcvtimeo_counts_the_time_spent_waiting_in_line(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     pull.rcvtimeo = 100
     waiters = [gevent.spawn(outcome, pull.recv) for _ in range(LINE)]
@@ -383,7 +369,7 @@ def test_rcvtimeo_counts_the_time_spent_waiting_in_line(
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_hundred_greenlets_share_one_push_socket_and_every_message_arrives(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = hwm_pair(ctx, transport)
     started: list[int] = []
@@ -414,9 +400,7 @@ def test_hundred_greenlets_share_one_push_socket_and_every_message_arrives(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_queued_senders_are_woken_in_fifo_order(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_queued_senders_are_woken_in_fifo_order(ctx: zmq_green.Context, transport: str) -> None:
     push, address = bound(ctx, zmq.PUSH, transport, sndhwm=1)
     before = waits()
     senders = [gevent.spawn(push.send, b"%d" % i) for i in range(20)]
@@ -432,9 +416,7 @@ def test_queued_senders_are_woken_in_fifo_order(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_queued_receivers_are_woken_in_fifo_order(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_queued_receivers_are_woken_in_fifo_order(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
     receivers = [gevent.spawn(pull.recv) for _ in range(20)]
@@ -447,9 +429,7 @@ def test_queued_receivers_are_woken_in_fifo_order(
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_multipart_frames_never_interleave_between_greenlets(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_multipart_frames_never_interleave_between_greenlets(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = hwm_pair(ctx, transport)
     got: list[list[bytes]] = []
 
@@ -520,9 +500,7 @@ def xpub_with_room_for_one(ctx: zmq_green.Context) -> tuple[Any, Any]:
 
 
 @pytest.mark.timeout(10)
-def test_multipart_send_waiting_after_its_first_frame_keeps_other_senders_out(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_multipart_send_waiting_after_its_first_frame_keeps_other_senders_out(ctx: zmq_green.Context) -> None:
     xpub, sub = xpub_with_room_for_one(ctx)
     before = waits()
     first = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
@@ -539,7 +517,7 @@ def test_multipart_send_waiting_after_its_first_frame_keeps_other_senders_out(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
 def test_multipart_send_interrupted_after_its_first_frame_leaves_no_half_message(
-    ctx: zmq_green.Context, no_rescues: None, how: str
+    ctx: zmq_green.Context, how: str
 ) -> None:
     xpub, sub = xpub_with_room_for_one(ctx)
     message = LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub)
@@ -580,9 +558,7 @@ def arrived(sock: Any) -> None:
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_killed_head_reader_hands_the_message_to_the_next(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_killed_head_reader_hands_the_message_to_the_next(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
     first = gevent.spawn(pull.recv)
@@ -598,9 +574,7 @@ def test_killed_head_reader_hands_the_message_to_the_next(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_reader_killed_after_being_woken_hands_its_turn_on(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_reader_killed_after_being_woken_hands_its_turn_on(ctx: zmq_green.Context, transport: str) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     before = waits()
     first = gevent.spawn(pull.recv)
@@ -616,7 +590,7 @@ def test_reader_killed_after_being_woken_hands_its_turn_on(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_gevent_timeout_while_waiting_propagates_and_the_socket_stays_usable(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     timeout = gevent.Timeout(0.05)
@@ -633,7 +607,7 @@ def test_gevent_timeout_while_waiting_propagates_and_the_socket_stays_usable(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_sender_hit_by_timeout_sends_nothing_and_the_next_sender_goes_through(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     push, address = bound(ctx, zmq.PUSH, transport)  # no peer yet: senders wait
     before = waits()
@@ -650,7 +624,7 @@ def test_sender_hit_by_timeout_sends_nothing_and_the_next_sender_goes_through(
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = hwm_pair(ctx, transport)
     total = 300
@@ -691,9 +665,7 @@ def test_kills_and_timeouts_among_waiters_lose_and_duplicate_nothing(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_close_wakes_every_waiter_with_enotsock(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
-) -> None:
+def test_close_wakes_every_waiter_with_enotsock(ctx: zmq_green.Context, transport: str) -> None:
     dealer, _ = bound(ctx, zmq.DEALER, transport)  # no peer: both recv and send wait
     dealer.safety_timeout = None  # nothing but close() can wake them
     before = waits()
@@ -709,7 +681,7 @@ def test_close_wakes_every_waiter_with_enotsock(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_close_while_messages_arrive_wakes_every_reader_and_loses_none_it_took(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     got: list[int] = []
@@ -741,7 +713,7 @@ def test_close_while_messages_arrive_wakes_every_reader_and_loses_none_it_took(
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_close_wakes_greenlets_polling_the_socket_with_enotsock(
-    ctx: zmq_green.Context, no_rescues: None, transport: str
+    ctx: zmq_green.Context, transport: str
 ) -> None:
     dealer, _ = bound(ctx, zmq.DEALER, transport)
     dealer.safety_timeout = None
@@ -787,9 +759,7 @@ def test_safety_timeout_defaults_to_ten_seconds() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_safety_timeout_set_on_an_instance_applies_to_that_socket_only(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_safety_timeout_set_on_an_instance_applies_to_that_socket_only(ctx: zmq_green.Context) -> None:
     default = zmq_green.Socket.safety_timeout
     assert default is not None and default > 0.2
     quick, _ = pair(ctx, zmq.PULL, zmq.PUSH)
@@ -803,7 +773,7 @@ def test_safety_timeout_set_on_an_instance_applies_to_that_socket_only(
 
 @pytest.mark.timeout(10)
 def test_safety_timeout_set_on_the_class_applies_to_every_socket(
-    ctx: zmq_green.Context, no_rescues: None, monkeypatch: pytest.MonkeyPatch
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(zmq_green.Socket, "safety_timeout", 0.02)
     sock, _ = pair(ctx, zmq.PULL, zmq.PUSH)
@@ -813,9 +783,7 @@ def test_safety_timeout_set_on_the_class_applies_to_every_socket(
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("disabled", [None, 0])
-def test_safety_timeout_none_or_zero_disables_the_net(
-    ctx: zmq_green.Context, no_rescues: None, disabled: float | None
-) -> None:
+def test_safety_timeout_none_or_zero_disables_the_net(ctx: zmq_green.Context, disabled: float | None) -> None:
     sock, _ = pair(ctx, zmq.PULL, zmq.PUSH)
     sock.safety_timeout = disabled
     sock.rcvtimeo = 100
@@ -831,7 +799,7 @@ def test_stats_returns_a_fresh_dict_with_the_counters() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_stats_count_each_wait(ctx: zmq_green.Context, no_rescues: None) -> None:
+def test_stats_count_each_wait(ctx: zmq_green.Context) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     push.send(b"ready")
     before = waits()
@@ -903,7 +871,7 @@ def _use_in_thread(pull: Any, push: Any, destroy_hub: bool) -> dict[str, Any]:
     [False, True],
 )
 def test_socket_handed_to_another_thread_with_its_own_hub_is_used_there(
-    ctx: zmq_green.Context, no_rescues: None, destroy_hub: bool
+    ctx: zmq_green.Context, destroy_hub: bool
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     # Used (and waited on) here first, so the socket's watcher belongs to this hub.
@@ -937,7 +905,7 @@ def test_repr_matches_pyzmqs_format(mod: Any, mod_ctx: Any) -> None:
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("by", ["address", "socket"])
-def test_green_shadow_of_a_native_socket_waits_greenly(no_rescues: None, by: str) -> None:
+def test_green_shadow_of_a_native_socket_waits_greenly(by: str) -> None:
     native_ctx = zmq.Context()
     try:
         native = native_ctx.socket(zmq.PULL)
@@ -954,9 +922,7 @@ def test_green_shadow_of_a_native_socket_waits_greenly(no_rescues: None, by: str
 
 
 @pytest.mark.timeout(10)
-def test_context_manager_closes_the_socket_and_wakes_its_waiters(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_context_manager_closes_the_socket_and_wakes_its_waiters(ctx: zmq_green.Context) -> None:
     with ctx.socket(zmq.PULL) as sock:
         assert type(sock) is zmq_green.Socket
         sock.bind("inproc://cm")
@@ -970,9 +936,7 @@ def test_context_manager_closes_the_socket_and_wakes_its_waiters(
 
 
 @pytest.mark.timeout(10)
-def test_unreferenced_socket_that_has_waited_is_closed_by_its_finalizer(
-    ctx: zmq_green.Context, no_rescues: None
-) -> None:
+def test_unreferenced_socket_that_has_waited_is_closed_by_its_finalizer(ctx: zmq_green.Context) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
     address = pull.last_endpoint
     before = waits()

@@ -476,7 +476,7 @@ def test_a_callback_may_block_greenly_while_other_greenlets_run(green: Impl) -> 
 
 
 @pytest.mark.timeout(30)
-def test_echo_server_stream_with_a_green_req_client(green: Impl, no_rescues: None) -> None:
+def test_echo_server_stream_with_a_green_req_client(green: Impl) -> None:
     server_sock, client_sock = green.pair(zmq.REP, zmq.REQ)
     server = ZMQStream(server_sock, green.loop)
     server.on_recv(server.send_multipart)

@@ -599,7 +599,7 @@ class SocketWaits:
             while True:
                 if self.closed:
                     raise zmq_error(ENOTSOCK)
-                head = _has_turn(line, entry) and (direction == POLLIN or self.held in (None, me))
+                head = self._may_try(line, entry, me)
                 if head and attempt:
                     try:
                         return self._try(op, args, rescue)
@@ -625,7 +625,7 @@ class SocketWaits:
                     continue
                 if value is not TIMER:
                     raise value
-                head = _has_turn(line, entry) and (direction == POLLIN or self.held in (None, me))
+                head = self._may_try(line, entry, me)
                 if expiry:
                     # The deadline passed: a last try, then Again.
                     if head:
@@ -650,6 +650,14 @@ class SocketWaits:
                 # in either direction: a recv can process the command that made the
                 # socket writable. Tell them before the hub next blocks.
                 self.poke()
+
+    def _may_try(self, line: deque[Entry], entry: Entry, me: Any) -> bool:
+        """Whether *entry*, of greenlet *me*, may try its call now.
+
+        It has its turn in *line*, and, for a sender, no other greenlet's multipart
+        message is half sent.
+        """
+        return _has_turn(line, entry) and (entry.mask == POLLIN or self.held in (None, me))
 
     @staticmethod
     def _try(op: Callable[..., _T], args: tuple[Any, ...], rescue: bool) -> _T:
@@ -679,7 +687,7 @@ class SocketWaits:
 
 
 def _has_turn(line: deque[Entry], entry: Entry) -> bool:
-    """Whether *entry* may try its call: it is first in *line*, or only lied-to waiters are ahead.
+    """Whether *entry* has its turn: it is first in *line*, or only lied-to waiters are ahead.
 
     A waiter that ``EVENTS`` lies to holds up nobody: a ROUTER's send to a full
     peer must not keep the next greenlet from sending to a peer with room.

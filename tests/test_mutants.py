@@ -356,3 +356,20 @@ def test_overtaking_a_queued_writer_is_bounded(ctx: zmq_green.Context) -> None:
         b"newcomer",
     ]
     queued.get(timeout=HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+def test_a_reader_behind_the_head_makes_no_last_try_at_its_deadline(ctx: zmq_green.Context) -> None:
+    """A message comes while the hub runs late, and the second reader's RCVTIMEO falls due with
+    the signal that wakes the first: the message is the first reader's; the second gets Again."""
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    before = waits()
+    first = gevent.spawn(outcome, pull.recv)
+    until(lambda: waits() > before)
+    pull.rcvtimeo = 100
+    second = gevent.spawn(outcome, pull.recv)
+    until(lambda: waits() > before + 1)
+    push.send(b"for the first")
+    time.sleep(0.2)  # CPU work: past the second reader's deadline before the hub's next turn
+    assert first.get(timeout=HANG_GUARD) == b"for the first"
+    assert isinstance(second.get(timeout=HANG_GUARD), zmq.Again)

@@ -373,3 +373,29 @@ def test_a_reader_behind_the_head_makes_no_last_try_at_its_deadline(ctx: zmq_gre
     time.sleep(0.2)  # CPU work: past the second reader's deadline before the hub's next turn
     assert first.get(timeout=HANG_GUARD) == b"for the first"
     assert isinstance(second.get(timeout=HANG_GUARD), zmq.Again)
+
+
+def send_held(ctx: zmq_green.Context, frames: list[Any], **kwargs: Any) -> tuple[Any, Any]:
+    """send_multipart *frames* on an XPUB whose second frame must wait for room; (result, sub)."""
+    xpub, sub = xpub_one_from_full(ctx)
+    before = waits()
+    sender = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame(frames, 1, xpub), **kwargs)
+    until(lambda: waits() > before)  # the first frame went, the second waits for room
+    assert [sub.recv_multipart() for _ in range(2)] == [[b"before-0"], [b"before-1"]]
+    return sender.get(timeout=HANG_GUARD), sub
+
+
+@pytest.mark.timeout(10)
+def test_a_frame_that_waited_for_room_is_copied(ctx: zmq_green.Context) -> None:
+    big = bytearray(b"x" * 100_000)  # above copy_threshold: copy=False would share the buffer
+    _, sub = send_held(ctx, [b"a0", big, big])
+    big[:5] = b"later"
+    assert [bytes(f[:5]) for f in sub.recv_multipart()] == [b"a0", b"xxxxx", b"xxxxx"]
+
+
+@pytest.mark.timeout(10)
+def test_a_last_frame_that_waited_for_room_is_tracked(ctx: zmq_green.Context) -> None:
+    tracker, sub = send_held(ctx, [b"a0", b"a1" * 50_000], copy=False, track=True)
+    assert isinstance(tracker, zmq.MessageTracker)
+    assert sub.recv_multipart() == [b"a0", b"a1" * 50_000]
+    tracker.wait(HANG_GUARD)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import select
+import time
 from typing import Any
 
 import gevent
@@ -267,3 +268,40 @@ def test_dontwait_after_poll_takes_what_is_ready_while_others_queue(ctx: zmq_gre
             gevent.sleep(0)
     gevent.joinall(greenlets, timeout=HANG_GUARD * 2, raise_error=True)
     assert "reader" in got
+
+
+# -- a late hub is no missed wake-up --------------------------------------------------
+
+
+def test_a_late_hub_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:
+    """The hub turns late (CPU work): a safety timer and the fd signal fall due in one turn,
+    the timer first. The signal was pending, not missed: no rescue (the autouse check)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    sent = 0
+    while True:
+        try:
+            a.send(b"x", zmq.DONTWAIT)
+            sent += 1
+        except zmq.Again:
+            break
+    a.safety_timeout = 0.2
+    writer = gevent.spawn(a.send, b"last")
+    reader = gevent.spawn(outcome, a.recv)
+    until(lambda: len(a._waits.writers) == 1 and len(a._waits.readers) == 1)
+    for _ in range(sent):
+        b.recv()  # posts the command that makes room to a's mailbox: its fd signals
+    time.sleep(0.3)  # the hub does not run: the safety timers are due when it does
+    writer.get(timeout=HANG_GUARD)
+    reader.kill()
+
+
+def test_a_poller_on_a_late_hub_counts_no_rescue(ctx: zmq_green.Context) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    poller = zmq_green.Poller()
+    poller.safety_timeout = 0.2
+    poller.register(pull, zmq.POLLIN)
+    polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+    until(lambda: bool(pull._waits.pollers))
+    push.send(b"x")
+    time.sleep(0.3)  # the hub does not run: the poller's safety timer is due when it does
+    assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]

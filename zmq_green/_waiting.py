@@ -497,6 +497,10 @@ class SocketWaits:
                 if mask & events and poller is not me:
                     poller.fire(self, mask, READY if value is MAYBE else value)
 
+    def signalled(self) -> bool:
+        """Whether the fd is signalled: commands are pending, and the watcher will fire."""
+        return bool(zmq_poll([(self.fd, POLLIN)], 0))
+
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.
 
@@ -631,11 +635,15 @@ class SocketWaits:
                     if head:
                         return self._try(op, args, False)
                     raise zmq_error(EAGAIN)
-                # The safety net fired: try again, and have the others try too.
+                # The safety net fired: try again, and have the others try too. With
+                # the signal still pending, the hub is late (its fd callback was due in
+                # this same turn), which is no missed wake-up.
                 _stats["safety_wakeups"] += 1
+                late = self.signalled()
                 if self.count > 1:
-                    self.events(entry, RESCUED)
-                attempt = rescue = head
+                    self.events(entry, READY if late else RESCUED)
+                attempt = head
+                rescue = head and not late
                 failed = 0
         finally:
             was_head = _has_turn(line, entry)
@@ -676,8 +684,7 @@ class SocketWaits:
         """
         if self.count == 1:
             return False, False
-        # Commands pending now are news, which the reading consumes.
-        news = bool(zmq_poll([(self.fd, POLLIN)], 0))
+        news = self.signalled()  # commands pending now are news, which the reading consumes
         ready = self.events(entry, READY if news else MAYBE) & entry.mask
         if not ready or failed < 2:
             return bool(ready), False

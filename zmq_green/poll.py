@@ -144,11 +144,15 @@ class Poller(zmq.Poller):
                             _stats["rescues"] += 1
                         return ready
                     continue
+                # A signal or fd still pending at the safety timeout means the hub is
+                # late (its callback was due in this same turn): no missed wake-up.
+                late = not expiry and any(waits.signalled() for waits, _ in zsocks)
+                late = late or bool(fds and not expiry and zmq_poll(fds, 0))
                 ready = zmq_poll(self.sockets, 0)
                 _pass_on(zsocks, 1)
                 if not expiry:
                     _stats["safety_wakeups"] += 1
-                    if ready:
+                    if ready and not late:
                         _stats["rescues"] += 1
                 if ready or expiry:
                     return ready

@@ -49,12 +49,7 @@ cat >>"$work/pyproject.toml" <<'TOML'
 [tool.mutmut]
 source_paths = ["zmq_green"]
 only_mutate = ["zmq_green/_waiting.py", "zmq_green/socket.py", "zmq_green/poll.py", "zmq_green/context.py"]
-# Deselected: slowed by mutmut's call recording, it runs past the 0.5 s safety timeout and a
-# waiter's safety wake-up, due with the fd's signal, is counted as a rescue (see RELIABILITY.md).
-pytest_add_cli_args = [
-    "-p", "no:cacheprovider", "-p", "mutmut_plain_callstack", "--timeout=10",
-    "--deselect", "tests/test_readiness.py::test_router_mandatory_send_to_a_full_peer",
-]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "mutmut_plain_callstack", "--timeout=10"]
 pytest_add_cli_args_test_selection = [
     "tests/test_socket.py", "tests/test_readiness.py", "tests/test_wakeups.py", "tests/test_clock.py",
     "tests/test_poll.py", "tests/test_context.py", "tests/test_context_term.py", "tests/test_mutants.py",

@@ -305,3 +305,18 @@ def test_a_poller_on_a_late_hub_counts_no_rescue(ctx: zmq_green.Context) -> None
     push.send(b"x")
     time.sleep(0.3)  # the hub does not run: the poller's safety timer is due when it does
     assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
+
+
+def test_a_late_hub_with_a_recheck_pending_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:
+    """A call takes the reader's signal and schedules the recheck that will wake it; the hub
+    turns late, and (on libuv, which runs timers first) the reader's safety timer comes before
+    that recheck. The wake-up was on its way, not missed: no rescue."""
+    a, b = connected(ctx, zmq.PAIR, zmq.PAIR, "inproc")
+    a.safety_timeout = 0.2
+    reader = gevent.spawn(a.recv)
+    until(lambda: bool(a._waits.readers))
+    b.send(b"for the reader")  # a's fd signals
+    a.send(b"through the same socket")  # processes that command, schedules the recheck
+    time.sleep(0.3)  # the hub does not run: the reader's safety timer is due when it does
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    assert b.recv() == b"through the same socket"

@@ -635,11 +635,12 @@ class SocketWaits:
                     if head:
                         return self._try(op, args, False)
                     raise zmq_error(EAGAIN)
-                # The safety net fired: try again, and have the others try too. With
-                # the signal still pending, the hub is late (its fd callback was due in
-                # this same turn), which is no missed wake-up.
+                # The safety net fired: try again, and have the others try too. With a
+                # wake-up already sent to us, a recheck scheduled, or the signal still
+                # pending, the hub is late (what would wake us was due in this same
+                # turn, after the timers): no missed wake-up.
                 _stats["safety_wakeups"] += 1
-                late = self.signalled()
+                late = entry.woken or self.poked or self.signalled()
                 if self.count > 1:
                     self.events(entry, READY if late else RESCUED)
                 attempt = head

@@ -146,7 +146,9 @@ class Poller(zmq.Poller):
                     continue
                 # A signal or fd still pending at the safety timeout means the hub is
                 # late (its callback was due in this same turn): no missed wake-up.
-                late = not expiry and any(waits.signalled() for waits, _ in zsocks)
+                late = not expiry and (
+                    entry.woken or any(waits.poked or waits.signalled() for waits, _ in zsocks)
+                )
                 late = late or bool(fds and not expiry and zmq_poll(fds, 0))
                 ready = zmq_poll(self.sockets, 0)
                 _pass_on(zsocks, 1)

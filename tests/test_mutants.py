@@ -20,6 +20,7 @@ import zmq
 
 import zmq_green
 from tests.conftest import outcome, pair, run_script, until
+from tests.test_socket import LowersHwmBeforeFrame, xpub_with_room_for_one
 from zmq_green import _waiting
 
 HANG_GUARD = 5.0
@@ -111,42 +112,9 @@ def test_poller_used_from_another_thread_watches_with_that_threads_hub(fd_pairs:
 # -- a held multipart send, once complete, holds nothing -------------------------
 
 
-class LowersHwmBeforeFrame(list[bytes]):
-    """A message whose frame *at*, when send_multipart takes it, first lowers *sock*'s SNDHWM to 1:
-    that frame then meets EAGAIN (XPUB_NODROP checks the high-water mark on every frame)."""
-
-    def __init__(self, frames: list[bytes], at: int, sock: Any) -> None:
-        super().__init__(frames)
-        self.at = at
-        self.sock = sock
-
-    def __getitem__(self, index: Any) -> Any:
-        if index == self.at and self.sock.sndhwm != 1:
-            self.sock.sndhwm = 1
-        return super().__getitem__(index)
-
-
-def xpub_one_from_full(ctx: zmq_green.Context) -> tuple[Any, Any]:
-    """(XPUB with XPUB_NODROP, subscribed SUB) over inproc, holding "before-0" and "before-1":
-    lowering SNDHWM to 1 fills the pipe."""
-    xpub = ctx.socket(zmq.XPUB)
-    sub = ctx.socket(zmq.SUB)
-    xpub.linger = sub.linger = 0
-    xpub.sndhwm = 2
-    xpub.xpub_nodrop = 1
-    sub.rcvhwm = 1
-    xpub.bind(f"inproc://held-{id(xpub)}")
-    sub.connect(xpub.last_endpoint)
-    sub.subscribe(b"")
-    assert xpub.recv() == b"\x01"
-    for i in range(2):
-        xpub.send(b"before-%d" % i, zmq.DONTWAIT)
-    return xpub, sub
-
-
 @pytest.mark.timeout(10)
 def test_a_completed_held_multipart_leaves_both_fast_paths_open(ctx: zmq_green.Context) -> None:
-    xpub, sub = xpub_one_from_full(ctx)
+    xpub, sub = xpub_with_room_for_one(ctx)
     before = waits()
     sender = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
     until(lambda: waits() > before)  # "a0" went, "a1" waits for room: the send side is held
@@ -282,7 +250,7 @@ def test_a_held_multipart_keeps_out_newcomers_and_timed_out_senders_once_there_i
     signal that wakes the holder, and the hub runs timers first: its last try must not
     send a frame into the middle of the held message.
     """
-    xpub, sub = xpub_one_from_full(ctx)
+    xpub, sub = xpub_with_room_for_one(ctx)
     before = waits()
     holder = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
     until(lambda: waits() > before)  # "a0" went, "a1" waits for room
@@ -304,7 +272,7 @@ def test_a_held_multipart_keeps_out_newcomers_and_timed_out_senders_once_there_i
 @pytest.mark.timeout(10)
 def test_a_held_multipart_keeps_the_readers_overtaking_bound(ctx: zmq_green.Context) -> None:
     """Readers overtaken OVERTAKE_LIMIT times stay ahead of newcomers that would wait while a send is held."""
-    xpub, sub = xpub_one_from_full(ctx)
+    xpub, sub = xpub_with_room_for_one(ctx)
     before = waits()
     parked = gevent.spawn(outcome, xpub.recv)
     until(lambda: waits() > before)
@@ -377,7 +345,7 @@ def test_a_reader_behind_the_head_makes_no_last_try_at_its_deadline(ctx: zmq_gre
 
 def send_held(ctx: zmq_green.Context, frames: list[Any], **kwargs: Any) -> tuple[Any, Any]:
     """send_multipart *frames* on an XPUB whose second frame must wait for room; (result, sub)."""
-    xpub, sub = xpub_one_from_full(ctx)
+    xpub, sub = xpub_with_room_for_one(ctx)
     before = waits()
     sender = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame(frames, 1, xpub), **kwargs)
     until(lambda: waits() > before)  # the first frame went, the second waits for room

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import select
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -18,6 +19,7 @@ import zmq
 import zmq_green
 from tests.conftest import outcome, until
 from tests.transports import HANG_GUARD, TRANSPORTS, connected
+from zmq_green import _waiting
 from zmq_green._waiting import OVERTAKE_LIMIT
 
 pytestmark = pytest.mark.timeout(60)
@@ -320,3 +322,97 @@ def test_a_late_hub_with_a_recheck_pending_is_no_missed_wakeup(ctx: zmq_green.Co
     time.sleep(0.3)  # the hub does not run: the reader's safety timer is due when it does
     assert reader.get(timeout=HANG_GUARD) == b"for the reader"
     assert b.recv() == b"through the same socket"
+
+
+# -- news after a safety timeout is no missed wake-up ------------------------------------
+
+
+@pytest.fixture
+def lied_to_sender(ctx: zmq_green.Context) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """A ROUTER_MANDATORY sender blocked on a full peer while another has room (EVENTS
+    lies: POLLOUT), beside a reader whose safety timeout fires every 50 ms.
+
+    Yields (router, the full peer, the sender greenlet, the reader greenlet) once the
+    sender has been lied to.
+    """
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.router_mandatory = 1
+    router.sndhwm = 1
+    router.bind(f"inproc://lied-{id(router)}")
+    full, room = (ctx.socket(zmq.DEALER) for _ in range(2))
+    for peer, name in ((full, b"full"), (room, b"room")):
+        peer.linger = 0
+        peer.rcvhwm = 1
+        peer.identity = name
+        peer.connect(router.last_endpoint)
+        peer.send(b"hello")
+    assert {router.recv_multipart()[0] for _ in range(2)} == {b"full", b"room"}
+    while True:
+        try:
+            router.send_multipart([b"full", b"x"], zmq.DONTWAIT)
+        except zmq.Again:
+            break
+    router.safety_timeout = 0.05
+    reader = gevent.spawn(outcome, router.recv)
+    until(lambda: bool(router._waits.readers))
+    router.safety_timeout = HANG_GUARD  # the sender's net does not fire in the test
+    sender = gevent.spawn(router.send_multipart, [b"full", b"last"])
+    until(lambda: bool(router._waits.writers) and router._waits.writers[0].lied)
+    yield router, full, sender, reader
+    reader.kill()
+    room.close()  # the peer with room, which POLLOUT reports, lives until here
+
+
+def drain(sock: Any) -> None:
+    """Receive all *sock* holds; over inproc that posts "room again" to its peer's mailbox."""
+    while True:
+        try:
+            sock.recv(zmq.DONTWAIT)
+        except zmq.Again:
+            return
+
+
+def test_news_between_a_safety_wakeup_and_the_try_is_no_rescue(
+    lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's safety timeout reads EVENTS (POLLOUT: the lie) and wakes the lied-to
+    sender; before the sender runs, the full peer drains and the reader's own reading takes
+    that news. The sender's send then succeeds because of the news, not the net: no rescue
+    (the autouse check)."""
+    _, full, sender, _ = lied_to_sender
+    events = _waiting.SocketWaits.events
+    drained = []
+
+    def then_the_peer_drains(waits: Any, me: Any = None, value: str = _waiting.READY) -> int:
+        found = events(waits, me, value)
+        if value is _waiting.RESCUED and not drained:
+            drained.append(found)
+            drain(full)
+        return found
+
+    monkeypatch.setattr(_waiting.SocketWaits, "events", then_the_peer_drains)
+    sender.get(timeout=HANG_GUARD)
+    assert drained == [zmq.POLLOUT]  # the net fired, and found the lie
+
+
+def test_a_failed_first_try_after_a_safety_wakeup_is_no_rescue(
+    lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender woken by the reader's safety timeout fails its first try: nothing was
+    missed. Room that comes right after (its signal taken unseen, as a command that lands
+    between a check and a reading would be) lets the next try succeed: still no rescue."""
+    router, full, sender, _ = lied_to_sender
+    after_failure = _waiting.SocketWaits._after_failure
+    rescued = []
+
+    def then_room_comes_unseen(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLOUT and not rescued and waits.rescued_at == waits.news:
+            rescued.append(failed)
+            drain(full)
+            router.get(zmq.EVENTS)  # processes the "room again" command: the fd is quiet
+        return after_failure(waits, entry, failed)
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", then_room_comes_unseen)
+    sender.get(timeout=HANG_GUARD)
+    assert rescued == [1]  # the first try after the safety wake-up failed

@@ -101,9 +101,10 @@ most one timer, closed on every exit. The timer is armed from a fresh clock: the
 loop's cached one is stale by however long the caller ran since the hub's last
 turn, and every timeout is measured from the call. Every waiter also arms the
 *safety timeout*. It is a net, not a mechanism: when it fires, the head tries
-again, and so does whoever its ``EVENTS`` reading wakes; if that try succeeds,
-the wake-up was missed, and :func:`stats` counts a *rescue*. The test suite
-fails on any.
+again, and so does whoever its ``EVENTS`` reading wakes; if that first try
+succeeds while no wake-up is on its way (the fd signalled, a recheck
+scheduled: the hub is then only late), the wake-up was missed, and
+:func:`stats` counts a *rescue*. The test suite fails on any.
 
 Busy-polling
 ------------
@@ -370,10 +371,12 @@ class SocketWaits:
         "fifo",
         "held",
         "hub",
+        "news",
         "overtaken",
         "poked",
         "pollers",
         "readers",
+        "rescued_at",
         "watcher",
         "writers",
     )
@@ -401,6 +404,10 @@ class SocketWaits:
         self.overtaken = {POLLIN: 0, POLLOUT: 0}
         #: A recheck is scheduled for the hub's next turn.
         self.poked = False
+        #: Readings that were news (woke with READY), and their number when a
+        #: safety timeout last woke the waiters with RESCUED (see :meth:`missed`).
+        self.news = 0
+        self.rescued_at = -1
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -455,6 +462,7 @@ class SocketWaits:
 
     def _on_fd(self) -> None:
         """The mailbox signal fired (runs in the hub)."""
+        self.news += 1
         if self.count == 1 and not self.writers:
             # A lone reader or poller: its retry (recv, or zmq_poll) processes the
             # commands and tells the truth; reading EVENTS first would do it twice.
@@ -482,6 +490,8 @@ class SocketWaits:
         except zmq.ZMQError as e:
             self.fail_all(e.errno or ENOTSOCK)
             raise
+        if value is READY:
+            self.news += 1
         self.dispatch(events, me, value)
         return events
 
@@ -498,8 +508,32 @@ class SocketWaits:
                     poller.fire(self, mask, READY if value is MAYBE else value)
 
     def signalled(self) -> bool:
-        """Whether the fd is signalled: commands are pending, and the watcher will fire."""
-        return bool(zmq_poll([(self.fd, POLLIN)], 0))
+        """Whether the fd is signalled: commands are pending, and the watcher will fire.
+
+        Pending commands are news, whoever's call then processes them: counted.
+        """
+        if zmq_poll([(self.fd, POLLIN)], 0):
+            self.news += 1
+            return True
+        return False
+
+    def wakeup_pending(self) -> bool:
+        """Whether a wake-up is on its way: a recheck is scheduled, or the fd is signalled.
+
+        A socket found ready while one is pending has missed nothing: the hub is
+        only late in delivering it.
+        """
+        return self.poked or self.signalled()
+
+    def missed(self) -> bool:
+        """Whether a readiness found now, after the last safety timeout, is a missed wake-up.
+
+        It is if no news came since that safety timeout's reading and none is on
+        its way: otherwise the news, not the net, is what made the socket ready.
+        Every try checks, before its call processes what is pending (see
+        :meth:`_try`).
+        """
+        return self.news == self.rescued_at and not self.wakeup_pending()
 
     def poke(self) -> None:
         """A call was made on the socket while others wait: recheck before the hub blocks.
@@ -608,7 +642,10 @@ class SocketWaits:
                     try:
                         return self._try(op, args, rescue)
                     except zmq.Again:
+                        # A failed try is no missed wake-up: whatever makes a later
+                        # try succeed came after it (news), not before the net fired.
                         failed += 1
+                        rescue = False
                     attempt, news = self._after_failure(entry, failed)
                     if attempt:
                         continue
@@ -633,14 +670,15 @@ class SocketWaits:
                 if expiry:
                     # The deadline passed: a last try, then Again.
                     if head:
-                        return self._try(op, args, False)
+                        return op(*args)
                     raise zmq_error(EAGAIN)
                 # The safety net fired: try again, and have the others try too. With a
                 # wake-up already sent to us, a recheck scheduled, or the signal still
                 # pending, the hub is late (what would wake us was due in this same
                 # turn, after the timers): no missed wake-up.
                 _stats["safety_wakeups"] += 1
-                late = entry.woken or self.poked or self.signalled()
+                late = entry.woken or self.wakeup_pending()
+                self.rescued_at = self.news
                 if self.count > 1:
                     self.events(entry, READY if late else RESCUED)
                 attempt = head
@@ -668,11 +706,13 @@ class SocketWaits:
         """
         return _has_turn(line, entry) and (entry.mask == POLLIN or self.held in (None, me))
 
-    @staticmethod
-    def _try(op: Callable[..., _T], args: tuple[Any, ...], rescue: bool) -> _T:
-        """``op(*args)``; if it succeeds after a safety wake-up, count a rescue."""
+    def _try(self, op: Callable[..., _T], args: tuple[Any, ...], rescue: bool) -> _T:
+        """``op(*args)``; if it succeeds after a safety wake-up (*rescue*) that missed nothing else, count a rescue."""
+        # missed() first: while a safety timeout's finding stands, any try may process
+        # pending news, and it must be seen as news, whoever's try it is.
+        missed = self.missed()
         result = op(*args)
-        if rescue:
+        if rescue and missed:
             _stats["rescues"] += 1
         return result
 

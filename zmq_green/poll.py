@@ -136,19 +136,20 @@ class Poller(zmq.Poller):
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
                 if value is READY or value is RESCUED:
+                    # Found by another waiter's safety timeout: a missed wake-up if
+                    # the check finds a socket ready, and no news came meanwhile.
+                    rescued = value is RESCUED and all(waits.missed() for waits, _ in entry.fired)
                     # Every other socket's fd has stayed quiet since poll() found it
                     # not ready, so it still is not: check only what fired.
                     ready = self._check(entry.fired, fds)
                     if ready:
-                        if value is RESCUED:  # found by another waiter's safety timeout
+                        if rescued:
                             _stats["rescues"] += 1
                         return ready
                     continue
                 # A signal or fd still pending at the safety timeout means the hub is
                 # late (its callback was due in this same turn): no missed wake-up.
-                late = not expiry and (
-                    entry.woken or any(waits.poked or waits.signalled() for waits, _ in zsocks)
-                )
+                late = not expiry and (entry.woken or any(waits.wakeup_pending() for waits, _ in zsocks))
                 late = late or bool(fds and not expiry and zmq_poll(fds, 0))
                 ready = zmq_poll(self.sockets, 0)
                 _pass_on(zsocks, 1)

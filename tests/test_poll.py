@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,9 @@ import zmq_green
 from zmq_green._waiting import waits_of
 
 # -- helpers -------------------------------------------------------------------
+
+#: Times a poll may block while nothing it asked for happens (libuv may wake a timer early).
+QUIET_WAITS = 4
 
 
 def waits() -> int:
@@ -324,62 +328,141 @@ def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: An
     assert waiting.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
 
 
-# -- watchers: kept while registered, nothing left after kill/Timeout ---------------
+# -- watchers: made per blocked poll, nothing left after kill/Timeout ----------------
+
+
+def active_watchers() -> int:
+    """How many watchers the hub's loop has started (libev and libuv count them alike)."""
+    return int(gevent.get_hub().loop.activecnt)
 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_registered_sockets_keep_their_watchers_between_polls(
-    ctx: zmq_green.Context, pipe: tuple[int, int], transport: str
+@pytest.mark.parametrize("how", ["kill", "gevent.Timeout", "timeout", "ready"])
+def test_a_poll_leaves_nothing_started(
+    ctx: zmq_green.Context,
+    pipe: tuple[int, int],
+    how: str,
+    transport: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    r, _w = pipe
+    r, w = pipe
     pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
     poller = zmq_green.Poller()
     poller.register(pull, zmq.POLLIN)
     poller.register(r, zmq.POLLIN)
-    seen = []
-    for _ in range(3):
-        before = waits()
-        waiting = gevent.spawn(poller.poll, 5000)
-        until_waiting(before)
-        push.send(b"m")
-        assert waiting.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
-        pull.recv()
-        idle = [w for ws in poller._idle_watchers.values() for w in ws]
-        seen.append((waits_of(pull).watcher, tuple(map(id, idle))))
-    socket_watchers = {id(watcher) for watcher, _ in seen}
-    fd_watchers = {ids for _, ids in seen}
-    assert len(socket_watchers) == 1 and len(fd_watchers) == 1
-    assert len(next(iter(fd_watchers))) == 1
-
-
-@pytest.mark.timeout(10)
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
-def test_interrupted_poll_leaves_nothing_started(
-    ctx: zmq_green.Context, pipe: tuple[int, int], how: str, transport: str
-) -> None:
-    r, _ = pipe
-    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
-    poller = zmq_green.Poller()
-    poller.register(pull, zmq.POLLIN)
-    poller.register(r, zmq.POLLIN)
+    quiet, quiet_peer = socket.socketpair()
+    request.addfinalizer(quiet.close)
+    request.addfinalizer(quiet_peer.close)
+    poller.register(quiet, zmq.POLLPRI)  # watched through the poll's own epoll set
+    started = active_watchers()
+    before = waits()
     if how == "kill":
-        before = waits()
         waiting = gevent.spawn(poller.poll, 5000)
         until_waiting(before)
         waiting.kill()
-    else:
+    elif how == "gevent.Timeout":
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
             poller.poll(5000)
+    elif how == "timeout":
+        assert poller.poll(20) == []
+    else:
+        waiting = gevent.spawn(poller.poll, 5000)
+        until_waiting(before)
+        os.write(w, b"x")
+        assert waiting.get(timeout=HANG_GUARD) == [(r, zmq.POLLIN)]
+        os.read(r, 1)
+    assert waits() > before  # it did block
     state = waits_of(pull)
     assert not state.pollers and state.count == 0
     assert not state.watcher.active
-    idle = [w for ws in poller._idle_watchers.values() for w in ws]
-    assert len(idle) == 1 and not idle[0].active
+    assert active_watchers() == started
     # ...and the poller still works.
     push.send(b"m")
     assert poller.poll(HANG_GUARD * 1000) == [(pull, zmq.POLLIN)]
+
+
+# -- raw fds: what the hub's watchers cannot see, as pyzmq sees it -------------------
+
+
+def later(seconds: float, action: Any) -> threading.Timer:
+    """Run *action* in another OS thread after *seconds*: pyzmq's poll blocks this one."""
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+@pytest.mark.timeout(20)
+def test_pollerr_alone_on_a_readable_fd_waits_without_spinning(mod: Any, pipe: tuple[int, int]) -> None:
+    """Unread data is no error: the poll lasts its timeout (zmq_green: blocked a handful of
+    times, not spinning on readability), then a hang-up is reported as POLLERR."""
+    r, w = pipe
+    os.write(w, b"unread")
+    poller = mod.Poller()
+    poller.register(r, zmq.POLLERR)
+    before, start = waits(), time.monotonic()
+    assert poller.poll(200) == []
+    assert time.monotonic() - start >= 0.2
+    assert waits() - before <= QUIET_WAITS, "the poll spun on a readable fd"
+    timer = later(0.05, lambda: os.close(w))
+    assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLERR)]
+    timer.join()
+
+
+@pytest.mark.timeout(20)
+def test_pollpri_reports_tcp_urgent_data_when_it_comes(mod: Any) -> None:
+    """Out-of-band data sent while the poll blocks is reported then, not at the timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    try:
+        poller = mod.Poller()
+        poller.safety_timeout = None  # only the watch over the fd may find it
+        poller.register(server, zmq.POLLPRI)
+        assert poller.poll(50) == []
+        timer = later(0.05, lambda: client.send(b"!", socket.MSG_OOB))
+        start = time.monotonic()
+        result = poller.poll(HANG_GUARD * 1000)
+        timer.join()
+        assert result == [(server.fileno(), zmq.POLLPRI)]  # pyzmq gives the fd
+        assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
+        assert server.recv(1, socket.MSG_OOB) == b"!"
+        assert poller.poll(0) == []  # the urgent data is read: the condition is gone
+    finally:
+        for s in (client, server, listener):
+            s.close()
+
+
+@pytest.mark.timeout(20)
+def test_an_fd_number_reused_between_polls_is_watched_anew(mod: Any, pipe: tuple[int, int]) -> None:
+    """The registered number now names another pipe (dup2 closes the old one): data
+    written to the new pipe is reported when it comes, as pyzmq's poll(2) sees it."""
+    r, _ = pipe
+    poller = mod.Poller()
+    poller.safety_timeout = None  # only the watch over the fd may find it
+    poller.register(r, zmq.POLLIN)
+    assert poller.poll(20) == []  # blocked once on the old pipe
+    r2, w2 = os.pipe()
+    try:
+        os.dup2(r2, r)  # r is now the new pipe's read end
+        timer = later(0.05, lambda: os.write(w2, b"x"))
+        start = time.monotonic()
+        result = poller.poll(HANG_GUARD * 1000)
+        timer.join()
+        assert result == [(r, zmq.POLLIN)]
+        assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
+    finally:
+        os.close(r2)
+        os.close(w2)
+
+
+@pytest.mark.timeout(20)
+def test_a_negative_fd_is_skipped_as_poll_does(mod: Any) -> None:
+    poller = mod.Poller()
+    poller.register(-1, zmq.POLLIN)
+    start = time.monotonic()
+    assert poller.poll(50) == []
+    assert time.monotonic() - start >= 0.05
 
 
 # -- several greenlets on one Poller with raw fds -----------------------------------

@@ -20,6 +20,7 @@ __all__ = [
     "POLLERR",
     "POLLIN",
     "POLLOUT",
+    "POLLPRI",
     "RCVMORE",
     "RCVTIMEO",
     "ROUTER",
@@ -32,6 +33,7 @@ SNDMORE = int(zmq.SNDMORE)
 POLLIN = int(zmq.POLLIN)
 POLLOUT = int(zmq.POLLOUT)
 POLLERR = int(zmq.POLLERR)
+POLLPRI = int(zmq.POLLPRI)
 EVENTS = int(zmq.EVENTS)
 FD = int(zmq.FD)
 RCVMORE = int(zmq.RCVMORE)

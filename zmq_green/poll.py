@@ -1,7 +1,30 @@
-"""Green :class:`Poller` and :func:`select`."""
+"""Green :class:`Poller` and :func:`select`.
+
+Raw file descriptors
+--------------------
+
+A blocked :meth:`Poller.poll` has the hub watch each registered raw fd, and
+``zmq_poll`` then says what is ready, so results are pyzmq's. The hub's
+watchers see only "readable" and "writable". Two registrations need more:
+
+* ``POLLPRI`` (TCP urgent data): no readable watch sees it, and a readable one
+  would wake for ordinary data;
+* ``POLLERR`` alone: the kernel reports errors and hang-ups whatever was asked,
+  but a readable watch on an fd with unread data fires at once, every time --
+  the poll would spin.
+
+Those fds go into an epoll set of the poll's own, registered for exactly what was
+asked (epoll, like poll(2), always reports errors and hang-ups), and the hub
+watches that set's fd: it is readable while a member is ready. Each blocked poll
+makes its watchers, and that set, afresh, and closes them when it returns: a
+kept watcher would outlive its file. Once an fd is closed the kernel forgets its
+registrations, and a stopped watcher restarted on a new file that has the same
+number is never registered again: the poll would not see it.
+"""
 
 from __future__ import annotations
 
+import select as _select
 import time
 from typing import Any
 
@@ -9,7 +32,7 @@ import zmq
 from gevent import get_hub
 from zmq.backend import zmq_poll
 
-from ._ints import POLLERR, POLLIN, POLLOUT
+from ._ints import POLLERR, POLLIN, POLLOUT, POLLPRI
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
@@ -55,9 +78,6 @@ class Poller(zmq.Poller):
     def __init__(self) -> None:
         super().__init__()
         self._split: tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]] | None = None
-        # Idle fd watchers per (fd, events, hub), kept between polls until the
-        # registrations change. A poll takes its own, so concurrent polls never share one.
-        self._idle_watchers: dict[tuple[int, int, Any], list[Any]] = {}
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
@@ -71,13 +91,6 @@ class Poller(zmq.Poller):
 
     def _changed(self) -> None:
         self._split = None
-        self._close_idle_watchers()
-
-    def _close_idle_watchers(self) -> None:
-        for idle in self._idle_watchers.values():
-            for watcher in idle:
-                watcher.close()
-        self._idle_watchers.clear()
 
     def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
         """The registrations split into (zmq socket waits, flags) and (fd or object, flags)."""
@@ -121,17 +134,16 @@ class Poller(zmq.Poller):
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = safety_timeout_of(self)
         busy_poll = busy_poll_of(self)
-        registered = self._registered()
-        zsocks, fds = registered
-        watchers: list[tuple[tuple[int, int, Any], Any]] = []
+        zsocks, fds = self._registered()
+        watch = _FdWatch(hub, fds) if fds else None
         try:
             add_poller(entry, zsocks)
-            for fd, flags in fds:
-                key, watcher = self._take_fd_watcher(hub, fd, flags)
-                watchers.append((key, watcher))
-                watcher.start(entry.wake, READY)
+            if watch is not None:
+                watch.start(entry.wake)
             while True:
                 entry.fired.clear()
+                if watch is not None:
+                    watch.rearm()
                 value, expiry = block_until(entry, deadline, safety, busy_poll)
                 if isinstance(value, BaseException):
                     raise value  # a polled socket was closed (ENOTSOCK) or its context ended
@@ -160,12 +172,8 @@ class Poller(zmq.Poller):
                 if ready or expiry:
                     return ready
         finally:
-            for key, watcher in watchers:
-                watcher.stop()
-                if self._split is registered:  # registrations unchanged meanwhile
-                    self._idle_watchers.setdefault(key, []).append(watcher)
-                else:
-                    watcher.close()
+            if watch is not None:
+                watch.close()
             remove_poller(entry, zsocks)
 
     def _check(
@@ -182,20 +190,65 @@ class Poller(zmq.Poller):
         _pass_on(fired, 1)
         return ready
 
-    def _take_fd_watcher(self, hub: Any, sock: Any, flags: int) -> tuple[tuple[int, int, Any], Any]:
-        """An idle io watcher for a raw fd (or object with ``fileno()``), or a new one."""
-        fd = sock if isinstance(sock, int) else sock.fileno()
-        # POLLERR alone still needs a readable watch: errors show as readable.
-        events = (1 if flags & (POLLIN | POLLERR) else 0) | (2 if flags & POLLOUT else 0)
-        key = (fd, events, hub)
-        idle = self._idle_watchers.get(key)
-        return key, idle.pop() if idle else hub.loop.io(fd, events)
 
-    def __del__(self) -> None:
+class _FdWatch:
+    """The hub's watch over one blocked poll's raw fds (see the module's notes)."""
+
+    __slots__ = ("kernel", "watchers")
+
+    def __init__(self, hub: Any, fds: list[tuple[Any, int]]) -> None:
+        self.watchers: list[Any] = []
+        self.kernel: Any = None  # the epoll set, for what the hub's watchers cannot see
+        asked: dict[int, int] = {}
+        for sock, flags in fds:
+            fd = sock if isinstance(sock, int) else sock.fileno()
+            if fd >= 0:  # poll(2), and so zmq_poll, skips negative fds
+                asked[fd] = asked.get(fd, 0) | flags
         try:
-            self._close_idle_watchers()
-        except Exception:  # pragma: no cover - interpreter teardown
-            pass
+            for fd, flags in asked.items():
+                if flags & POLLPRI or not flags & (POLLIN | POLLOUT):
+                    self._add_to_kernel_set(hub, fd, flags)
+                else:
+                    events = (1 if flags & POLLIN else 0) | (2 if flags & POLLOUT else 0)
+                    self.watchers.append(hub.loop.io(fd, events))
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_to_kernel_set(self, hub: Any, fd: int, flags: int) -> None:
+        if self.kernel is None:
+            if not hasattr(_select, "epoll"):
+                raise NotImplementedError(
+                    "a raw fd registered for POLLPRI, or for POLLERR alone, needs epoll (Linux); "
+                    "register it for POLLIN or POLLOUT as well"
+                )
+            self.kernel = _select.epoll()
+            self.watchers.append(hub.loop.io(self.kernel.fileno(), 1))
+        self.kernel.register(
+            fd,
+            (_select.EPOLLIN if flags & POLLIN else 0)
+            | (_select.EPOLLOUT if flags & POLLOUT else 0)
+            | (_select.EPOLLPRI if flags & POLLPRI else 0),
+        )
+
+    def start(self, wake: Any) -> None:
+        for watcher in self.watchers:
+            watcher.start(wake, READY)
+
+    def rearm(self) -> None:
+        """Before blocking again: forget what the epoll set reported and was not ready.
+
+        Its fd stays readable until the set is read, whatever became of the
+        condition that made it so.
+        """
+        if self.kernel is not None:
+            self.kernel.poll(0)
+
+    def close(self) -> None:
+        for watcher in self.watchers:
+            watcher.close()
+        if self.kernel is not None:
+            self.kernel.close()
 
 
 def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:

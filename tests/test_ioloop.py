@@ -10,8 +10,10 @@ import datetime
 import gc
 import logging
 import os
+import random
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -364,6 +366,126 @@ def test_add_callback_from_signal_wakes_the_idle_loop(loop: IOLoop) -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert got == [signal.SIGUSR1]
+
+
+@pytest.fixture
+def tiny_switch_interval() -> Iterator[None]:
+    """Switch OS threads every microsecond: a thread runs inside the loop's every window."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+#: How long one round may take before a thread calls the wake-up lost (a hang guard).
+LOST_AFTER = 5.0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("how", "threads"), [("add_callback", 2), ("call_later", 2), ("signal", 1)])
+@pytest.mark.usefixtures("tiny_switch_interval")
+def test_no_wake_up_from_another_thread_is_lost(loop: IOLoop, how: str, threads: int) -> None:
+    """Each thread hands the loop a callback and waits for it to run before the next one.
+
+    The loop's only timer is an hour away, so a wake-up lost while the loop goes from
+    its callbacks to its poll leaves it asleep until the thread gives up waiting.
+    Signals are sent by one thread: a second pending SIGUSR1 would merge with the first.
+    """
+    rounds = 10_000
+    ran = [0]
+    lost: list[int] = []
+
+    def worker(done: threading.Event, callback: Callable[[], None]) -> None:
+        hand_over: Callable[[], object] = {
+            "add_callback": lambda: loop.add_callback(callback),
+            "call_later": lambda: loop.call_later(0, callback),
+            "signal": lambda: os.kill(os.getpid(), signal.SIGUSR1),
+        }[how]
+        for i in range(rounds):
+            done.clear()
+            hand_over()
+            if not done.wait(LOST_AFTER):
+                lost.append(i)
+                loop.stop()  # the loop sleeps in its poll by now: this wake-up arrives
+                return
+
+    def counter(done: threading.Event) -> Callable[[], None]:
+        def callback() -> None:
+            ran[0] += 1
+            done.set()
+            if ran[0] == rounds * threads:
+                loop.stop()
+
+        return callback
+
+    dones = [threading.Event() for _ in range(threads)]
+    callbacks = [counter(done) for done in dones]
+    workers = [threading.Thread(target=worker, args=pair) for pair in zip(dones, callbacks)]
+    previous = signal.signal(
+        signal.SIGUSR1, lambda signum, frame: loop.add_callback_from_signal(callbacks[0])
+    )
+    try:
+        loop.call_later(3600, loop.stop)
+        for t in workers:
+            loop.add_callback(t.start)
+        loop.start()
+        for t in workers:
+            t.join()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not lost, f"a wake-up was lost: {ran[0]} of {rounds * threads} callbacks ran"
+    assert ran[0] == rounds * threads
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("tiny_switch_interval")
+def test_no_stop_from_another_thread_is_lost(loop: IOLoop) -> None:
+    """Another thread stops the running loop, again and again, as soon as it runs.
+
+    The thread spins on a counter (a wait on an Event would wake it too late) and
+    then a random while, so its stop() lands anywhere in the loop's first iteration.
+    The loop's only timer is an hour away: a lost wake-up leaves start() asleep until
+    the thread gives up.
+    """
+    rounds = 15_000
+    runs = [0]
+    returned = threading.Event()
+    lost: list[int] = []
+
+    def stopper() -> None:
+        for i in range(rounds):
+            deadline = time.monotonic() + LOST_AFTER
+            while runs[0] <= i:
+                if time.monotonic() > deadline:
+                    lost.append(i)
+                    return
+            for _ in range(random.randrange(100)):
+                pass
+            loop.stop()
+            if not returned.wait(LOST_AFTER):
+                lost.append(i)
+                loop.stop()  # the loop sleeps in its poll by now: this wake-up arrives
+                return
+            returned.clear()
+
+    def count_run() -> None:
+        runs[0] += 1
+
+    loop.call_later(3600, lambda: None)
+    t = threading.Thread(target=stopper)
+    t.start()
+    stops = 0
+    for _ in range(rounds):
+        loop.add_callback(count_run)
+        loop.start()
+        if lost:
+            break
+        stops += 1
+        returned.set()
+    t.join()
+    assert not lost, f"a wake-up was lost: start() returned {stops} of {rounds} times"
 
 
 @pytest.mark.timeout(10)

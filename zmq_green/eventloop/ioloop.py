@@ -123,8 +123,8 @@ class IOLoop:
         self._running = False
         self._stopping = False
         self._closed = False
-        # True while the loop greenlet waits in the poller: only then must new
-        # work wake it (otherwise it will see the work before it waits again).
+        # True from the loop's last look at its work until its poll returns: new
+        # work must wake it then, and only then (see start()).
         self._polling = False
         if make_current:
             self.make_current()
@@ -372,13 +372,19 @@ class IOLoop:
                     break
                 if self._changes:
                     self._apply_changes()
-                if callbacks:
+                # Check, then sleep. Whoever adds work (any thread, or a signal
+                # handler between two bytecodes of this one) first stores it, then
+                # wakes the loop if _polling is set. So _polling is set before the
+                # last look at the work: work stored before that look is seen (no
+                # wait), work stored after it finds _polling set and wakes the
+                # poll. Set after the look, an add in between would be neither.
+                self._polling = True
+                if callbacks or self._stopping or self._changes:
                     timeout = 0
                 elif self._timers:
                     timeout = max(0, math.ceil((self._timers[0][0] - _monotonic()) * 1000))
                 else:
                     timeout = -1
-                self._polling = True
                 try:
                     ready = poll(timeout)
                 except zmq.ZMQError:
@@ -461,7 +467,7 @@ class IOLoop:
         """Stop the loop after the current iteration.
 
         If the loop is not running, the next :meth:`start` runs one iteration and
-        returns. Safe from any greenlet.
+        returns. Safe from any greenlet, any thread and signal handlers.
         """
         self._stopping = True
         if self._polling:

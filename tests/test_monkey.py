@@ -139,6 +139,8 @@ def test_names_are_green() -> None:
             "instance": zmq.Context.instance() is zmq_green.Context.instance(),
             "socket": type(sock) is zmq_green.Socket and type(singleton_sock) is zmq_green.Socket,
             "isinstance": isinstance(sock, zmq.Socket) and isinstance(sock, zmq.sugar.socket.Socket),
+            "zmq.Socket stays pyzmq's": zmq.Socket is zmq.sugar.Socket is zmq.sugar.socket.Socket
+                and zmq.SyncSocket is zmq.sugar.socket.SyncSocket,
             "zmq.green": zmq.green is zmq_green and GreenContext is zmq_green.Context,
             "zmq.green.poll": zmq.green.poll is sys.modules["zmq_green.poll"],
             "device still a function": zmq_green.device is zmq.device and callable(zmq.device),
@@ -155,6 +157,7 @@ def test_names_are_green() -> None:
         "instance": True,
         "socket": True,
         "isinstance": True,
+        "zmq.Socket stays pyzmq's": True,
         "zmq.green": True,
         "zmq.green.poll": True,
         "device still a function": True,
@@ -203,7 +206,7 @@ def test_patch_is_idempotent_and_unpatch_restores_exactly(pyzmq_green_first: boo
         f"""
         import json, sys
         import zmq, zmq.sugar
-        import zmq.asyncio  # patch() imports it, and a module stays imported
+        import zmq.asyncio, zmq.eventloop.future  # patch() imports them, and a module stays imported
         if {pyzmq_green_first}:
             import zmq.green, zmq.green.poll
         import zmq_green, zmq_green.monkey as monkey
@@ -256,6 +259,29 @@ def test_patch_is_idempotent_and_unpatch_restores_exactly(pyzmq_green_first: boo
         "unpatch twice": True,
         "zmq.green is pyzmq's again": True,
         "made while patched stays green": True,
+    }
+
+
+@pytest.mark.timeout(60)
+def test_patch_without_tornado() -> None:
+    result = child_json(
+        """
+        import json, sys
+        sys.modules["tornado"] = None  # as if tornado were not installed
+        import zmq_green.monkey
+        zmq_green.monkey.patch()
+        import zmq, zmq.asyncio
+        print(json.dumps({
+            "patched": zmq_green.monkey.is_patched(),
+            "zmq.eventloop.future imported": "zmq.eventloop.future" in sys.modules,
+            "asyncio context is pyzmq's": zmq.asyncio.Context.__mro__[1] is zmq.sugar.context.Context,
+        }))
+        """
+    )
+    assert result == {
+        "patched": True,
+        "zmq.eventloop.future imported": False,
+        "asyncio context is pyzmq's": True,
     }
 
 

@@ -16,21 +16,33 @@ script.py args...``).
 
 What changes
 ------------
-* ``zmq.Context``, ``zmq.Socket``, ``zmq.SyncContext``, ``zmq.SyncSocket``,
-  ``zmq.Poller``, ``zmq.select``, ``zmq.device``, ``zmq.proxy`` and
-  ``zmq.proxy_steerable`` (and the same names on ``zmq.sugar``) are zmq_green's.
-  Green classes subclass pyzmq's, so ``isinstance(sock, zmq.Socket)`` holds for
-  every green socket before, during and after patching.
+* ``zmq.Context``, ``zmq.SyncContext``, ``zmq.Poller``, ``zmq.select``,
+  ``zmq.device``, ``zmq.proxy`` and ``zmq.proxy_steerable`` (and the same names on
+  ``zmq.sugar``) are zmq_green's, so contexts made from then on make green sockets.
 * ``zmq.Context.instance()`` is the green singleton.
 * ``import zmq.green`` (and ``zmq.green.poll``, ``zmq.green.eventloop``...) gives
   zmq_green's modules.
 
-The modules that define pyzmq's classes (``zmq.sugar.context``...) keep the
-originals: pyzmq's own ``isinstance`` checks there must keep accepting every
-socket and context, green or not. ``zmq.asyncio`` is imported before patching
-(it derives its classes from ``zmq.Socket`` on import), so its sockets stay
-asyncio sockets. Objects made before :func:`patch` stay what
-they are: native sockets block the hub, hence :class:`NativeSocketWarning`.
+What stays
+----------
+``zmq.Socket`` (and ``zmq.SyncSocket``) stay pyzmq's: the base class of every
+socket, green, asyncio or native, so ``isinstance(sock, zmq.Socket)`` holds for all
+of them, as in pyzmq. pyzmq's own code looks this name up on :mod:`zmq` each time it
+runs, to tell zmq sockets from file descriptors (the pollers of ``zmq.asyncio`` and
+``zmq.eventloop.future``) and to make the plain sockets of its plumbing (the
+synchronous shadow of each async socket, the ZAP and pipe sockets of its
+authenticators); given the green class, it would poll async sockets as bare file
+descriptors. So a socket made by naming the class (``zmq.Socket(ctx, type)``,
+``ctx.socket(type, socket_class=zmq.Socket)``, ``zmq.Socket.shadow(...)``) is a
+plain pyzmq socket; ``ctx.socket(type)`` of a patched context, or
+``zmq_green.Socket``, gives a green one.
+
+``zmq.asyncio`` and ``zmq.eventloop.future`` derive their classes from
+``zmq.Context`` and ``zmq.Poller`` when first imported: :func:`patch` imports them
+first (the latter if tornado is installed), so their contexts, pollers and sockets
+stay pyzmq's whatever the order of imports. The modules that define pyzmq's classes
+(``zmq.sugar.context``...) keep the originals. Objects made before :func:`patch`
+stay what they are: native sockets block the hub, hence :class:`NativeSocketWarning`.
 """
 
 from __future__ import annotations
@@ -56,17 +68,20 @@ from zmq_green.socket import Socket as _GreenSocket
 __all__ = ["GREEN_NAMES", "NativeSocketWarning", "is_patched", "main", "patch", "unpatch"]
 
 #: Names that :func:`patch` replaces on ``zmq`` and ``zmq.sugar`` (where present).
+#: Not ``Socket``: pyzmq's own code needs its class under that name (see above).
 GREEN_NAMES = (
     "Context",
-    "Socket",
     "SyncContext",
-    "SyncSocket",
     "Poller",
     "select",
     "device",
     "proxy",
     "proxy_steerable",
 )
+
+# pyzmq's modules whose classes derive from zmq.Context or zmq.Poller on import;
+# zmq.eventloop.future needs tornado.
+_DERIVE_ON_IMPORT = ("zmq.asyncio", "zmq.eventloop.future")
 
 _ALIAS_PREFIX = "zmq.green."
 _MISSING = object()
@@ -156,9 +171,11 @@ def patch() -> None:
     if is_patched():
         return
     _warn_native_sockets()
-    # zmq.asyncio derives its classes from zmq.Socket/Context/Poller when first
-    # imported: import it now, so that asyncio sockets stay asyncio, not green.
-    importlib.import_module("zmq.asyncio")
+    for name in _DERIVE_ON_IMPORT:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # without tornado, nobody can import zmq.eventloop.future
+            pass
     for namespace in (zmq, zmq.sugar):
         for name in GREEN_NAMES:
             if hasattr(namespace, name):

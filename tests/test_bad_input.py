@@ -29,7 +29,9 @@ import gc
 import os
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from types import FrameType
 from typing import Any, Callable
@@ -256,6 +258,7 @@ REJECTED = [
     row("send-flags-bytes", lambda k: k.push.send(b"x", flags=b"1")),
     row("send-flags-none", lambda k: k.push.send(b"x", flags=None)),
     row("send-flags-list", lambda k: k.push.send(b"x", flags=[1])),
+    row("send-flags-complex", lambda k: k.push.send(b"x", flags=0j)),
     row("send-flags-huge", lambda k: k.push.send(b"x", flags=2**40)),
     row("send-flags-true-is-dontwait", lambda k: k.lone.send(b"x", flags=True)),
     row("send-flags-float-dontwait", lambda k: k.lone.send(b"x", flags=1.0)),
@@ -267,6 +270,7 @@ REJECTED = [
     row("recv-flags-str", lambda k: k.pull.recv(flags="now")),
     row("recv-flags-bytes", lambda k: k.pull.recv(flags=b"1")),
     row("recv-flags-none", lambda k: k.pull.recv(flags=None)),
+    row("recv-flags-list", lambda k: k.pull.recv(flags=[])),
     row("recv-flags-huge", lambda k: k.pull.recv(flags=2**40)),
     row("recv-flags-negative-has-dontwait", lambda k: k.pull.recv(flags=-1)),
     row("recv-flags-float-dontwait", lambda k: k.pull.recv(flags=1.9)),
@@ -285,6 +289,7 @@ REJECTED = [
     row("recv-into-nbytes-too-big", lambda k: k.pull.recv_into(bytearray(4), nbytes=8)),
     row("recv-into-nbytes-str", lambda k: k.pull.recv_into(bytearray(4), nbytes="2")),
     row("recv-into-flags-str", lambda k: k.pull.recv_into(bytearray(4), flags="1")),
+    row("recv-into-flags-none", lambda k: k.pull.recv_into(bytearray(4), flags=None)),
     row("recv-into-flags-negative", lambda k: k.pull.recv_into(bytearray(4), flags=-1)),
     row("recv-into-dontwait", lambda k: k.pull.recv_into(bytearray(4), flags=k.m.DONTWAIT)),
     # the green send_multipart
@@ -299,6 +304,7 @@ REJECTED = [
     row("multipart-generator", lambda k: k.push.send_multipart(f for f in [b"a", b"b"])),
     row("multipart-set", lambda k: k.push.send_multipart({b"a"})),
     row("multipart-dict", lambda k: k.push.send_multipart({b"a": 1})),
+    row("multipart-deque", lambda k: k.push.send_multipart(deque([b"a", b"b"]))),
     row("multipart-flags-str", lambda k: k.push.send_multipart([b"a", b"b"], flags="1")),
     row("multipart-flags-none", lambda k: k.push.send_multipart([b"a", b"b"], flags=None)),
     row("multipart-dontwait-no-peer", lambda k: k.lone.send_multipart([b"a", b"b"], k.m.DONTWAIT)),
@@ -430,6 +436,17 @@ REJECTED = [
 #: Odd calls that pyzmq accepts and that run zmq_green's own code.
 ACCEPTED = [
     row("send-flags-float", lambda k: k.push.send(b"x", flags=1.5)),
+    row("send-flags-float-zero", lambda k: k.push.send(b"x", flags=0.0)),
+    row("send-flags-decimal-zero", lambda k: k.push.send(b"x", flags=Decimal(0))),
+    row("send-flags-false", lambda k: k.push.send(b"x", flags=False)),
+    row("recv-flags-float-zero", with_message(lambda k: k.pull.recv(flags=0.0))),
+    row("recv-flags-decimal-zero", with_message(lambda k: k.pull.recv(flags=Decimal(0)))),
+    row("recv-multipart-flags-decimal-zero", with_message(lambda k: k.pull.recv_multipart(flags=Decimal(0)))),
+    row("recv-into-flags-float-zero", with_message(lambda k: k.pull.recv_into(bytearray(4), flags=0.0))),
+    row(
+        "send-tracked-small-is-the-finished-singleton",
+        lambda k: k.push.send(b"x", copy=False, track=True) is zmq._FINISHED_TRACKER,
+    ),
     row("send-flags-negative", lambda k: k.push.send(b"x", flags=-1)),
     row("send-flags-fraction", lambda k: k.push.send(b"x", flags=Fraction(1))),
     row("send-flags-fraction-zero", lambda k: k.push.send(b"x", flags=Fraction(0))),
@@ -466,6 +483,11 @@ ACCEPTED = [
     row("poller-poll-float", lambda k: ready_poller(k).poll(0.5)),
     row("poller-poll-float-not-ready", lambda k: k.m.Poller().poll(0.9)),
     row("poller-poll-fraction-not-ready", lambda k: k.m.Poller().poll(Fraction(3, 2))),
+    row(
+        "poller-poll-decimal-not-ready",
+        poll_after(lambda k: k.poller.register(k.pull, k.m.POLLIN), Decimal(20)),
+    ),
+    row("socket-poll-decimal-not-ready", lambda k: k.pull.poll(Decimal(20))),
     row("socket-poll-negative", lambda k: k.push.poll(-5, k.m.POLLOUT)),
     row("socket-poll-float-not-ready", lambda k: k.pull.poll(0.7)),
     row("socket-poll-flags-zero", lambda k: k.pull.poll(0, 0)),

@@ -356,3 +356,33 @@ def test_a_termination_that_could_not_start_is_tried_again(monkeypatch: pytest.M
     monkeypatch.undo()
     ctx.term()
     assert ctx.closed
+
+
+# -- the global instance ----------------------------------------------------------
+
+
+@pytest.mark.timeout(WAIT)
+def test_instance_never_hands_out_a_context_whose_termination_runs(
+    refused_endpoint: str,  # noqa: F811
+) -> None:
+    """The global context's term() was interrupted while a socket lingers: instance()
+    gives a new, working context, as pyzmq's does once the old one is closed."""
+    first = zmq_green.Context.instance()
+    push = lingering_push(first, refused_endpoint, linger=-1)
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+        first.term()
+    assert not first.closed  # still terminating: it waits for push
+    second = zmq_green.Context.instance()
+    try:
+        assert second is not first
+        pull, feeder = second.socket(zmq.PULL), second.socket(zmq.PUSH)
+        pull.bind("inproc://after-an-interrupted-term")
+        feeder.connect("inproc://after-an-interrupted-term")
+        feeder.send(b"works")
+        assert pull.recv() == b"works"
+        assert zmq_green.Context.instance() is second
+    finally:
+        push.close(linger=0)
+        first.term()
+        second.destroy(linger=0)
+    assert first.closed

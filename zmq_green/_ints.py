@@ -8,6 +8,8 @@ every module that does arithmetic on flags or events takes them from here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import zmq
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "ROUTER",
     "SNDMORE",
     "SNDTIMEO",
+    "as_int",
 ]
 
 DONTWAIT = int(zmq.DONTWAIT)
@@ -40,6 +43,19 @@ RCVMORE = int(zmq.RCVMORE)
 RCVTIMEO = int(zmq.RCVTIMEO)
 SNDTIMEO = int(zmq.SNDTIMEO)
 ROUTER = int(zmq.ROUTER)
+
+
+def as_int(value: Any) -> int:
+    """*value* (flags, a timeout) as a plain int, converted as pyzmq's backend converts
+    its C integers: anything with ``__int__`` (floats truncate), never text."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("an integer is required")
+    try:
+        return int(value)
+    except TypeError:
+        raise TypeError("an integer is required") from None
+
+
 EAGAIN = int(zmq.EAGAIN)
 ETERM = int(zmq.ETERM)
 ENOTSOCK = int(zmq.ENOTSOCK)

@@ -67,6 +67,19 @@ class Context(zmq.Context[_Socket_co]):
     _instance_pid: int | None = None
     _in_del = False
 
+    @classmethod
+    def instance(cls, io_threads: int = 1) -> Any:
+        """The global green context; see :meth:`zmq.Context.instance`.
+
+        As pyzmq, a new one once the current one is closed -- and once its
+        termination has begun, if it is still running (its caller was interrupted):
+        a terminating context is never handed out.
+        """
+        current = cls._instance
+        if current is not None and os.getpid() in current._terminations():
+            cls._instance = None
+        return super().instance(io_threads)
+
     def term(self) -> None:
         """Terminate the context, blocking only the calling greenlet.
 

@@ -32,7 +32,7 @@ import zmq
 from gevent import get_hub
 from zmq.backend import zmq_poll
 
-from ._ints import POLLERR, POLLIN, POLLOUT, POLLPRI
+from ._ints import POLLERR, POLLIN, POLLOUT, POLLPRI, as_int
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
@@ -115,8 +115,8 @@ class Poller(zmq.Poller):
         """
         if timeout is None or timeout < 0:
             timeout = -1
-        elif isinstance(timeout, float):
-            timeout = int(timeout)
+        elif timeout.__class__ is not int:
+            timeout = as_int(timeout)  # a float, Decimal...: as pyzmq's zmq_poll takes it
         if timeout > _INT_MAX:
             # What pyzmq's zmq_poll raises: its timeout is a C int.
             raise OverflowError("value too large to convert to int")

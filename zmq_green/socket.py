@@ -10,7 +10,18 @@ import zmq
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket
 
-from ._ints import DONTWAIT, EAGAIN, EVENTS, POLLIN, POLLOUT, RCVMORE, RCVTIMEO, SNDMORE, SNDTIMEO
+from ._ints import (
+    DONTWAIT,
+    EAGAIN,
+    EVENTS,
+    POLLIN,
+    POLLOUT,
+    RCVMORE,
+    RCVTIMEO,
+    SNDMORE,
+    SNDTIMEO,
+    as_int,
+)
 from ._waiting import (
     DEFAULT_BUSY_POLL,
     DEFAULT_SAFETY_TIMEOUT,
@@ -120,7 +131,7 @@ class Socket(zmq.Socket[_Recv_co]):
         if routing_id is not None or group is not None:
             data = _draft_frame(self, data, copy, track, routing_id, group)
         if flags.__class__ is not int:
-            flags = _as_int(flags)
+            flags = as_int(flags)
         tracker = _green(self, POLLOUT, flags, _send, data, flags | DONTWAIT, copy, track)
         return green_tracker(tracker) if track and tracker else tracker
 
@@ -149,7 +160,7 @@ class Socket(zmq.Socket[_Recv_co]):
                     rpart = rpart[:32] + "..."
                 raise TypeError(f"Frame {i} ({rpart}) does not support the buffer interface.")
         if flags.__class__ is not int:
-            flags = _as_int(flags)
+            flags = as_int(flags)
         if not isinstance(msg_parts, (list, tuple)):
             msg_parts[:-1]  # pyzmq slices the parts: what cannot be sliced fails as there
         last = len(msg_parts) - 1
@@ -172,7 +183,7 @@ class Socket(zmq.Socket[_Recv_co]):
         ``flags=zmq.DONTWAIT`` (or ``RCVTIMEO`` expiring) raises :class:`zmq.Again`.
         """
         if flags.__class__ is not int:
-            flags = _as_int(flags)
+            flags = as_int(flags)
         return _green(self, POLLIN, flags, _recv, flags | DONTWAIT, copy, track)
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
@@ -185,7 +196,7 @@ class Socket(zmq.Socket[_Recv_co]):
         parts = [self.recv(flags, copy=copy, track=track)]
         if _get(self, RCVMORE):
             # The rest is here already, and taken without queueing behind other readers.
-            flags = _as_int(flags) | DONTWAIT
+            flags = as_int(flags) | DONTWAIT
             while _get(self, RCVMORE):
                 parts.append(_recv(self, flags, copy, track))
         return parts
@@ -196,7 +207,7 @@ class Socket(zmq.Socket[_Recv_co]):
         See :meth:`zmq.Socket.recv_into`.
         """
         if flags.__class__ is not int:
-            flags = _as_int(flags)
+            flags = as_int(flags)
         return _green(self, POLLIN, flags, _recv_into_dontwait, buffer, nbytes, flags)
 
     _poller_class = Poller
@@ -278,13 +289,6 @@ def _send_rest(
     if waits.held is not None:
         waits.release()
     return tracker
-
-
-def _as_int(flags: Any) -> int:
-    """Flags as a plain int, converted the way pyzmq's backend converts them (floats truncate)."""
-    if isinstance(flags, (str, bytes, bytearray)):
-        raise TypeError(f"an integer is required, not {type(flags).__name__}")
-    return int(flags)
 
 
 def _recv_into_dontwait(socket: Socket[Any], buffer: Any, nbytes: int, flags: int) -> int:

@@ -110,11 +110,13 @@ class MessageTracker(zmq.MessageTracker):
                 raise zmq.NotDone
 
 
-def green_tracker(tracker: zmq.MessageTracker) -> MessageTracker:
+def green_tracker(tracker: zmq.MessageTracker) -> zmq.MessageTracker:
     """The green :class:`MessageTracker` tracking what *tracker* tracks.
 
-    For ``Socket.send(..., track=True)``: wraps the tracker pyzmq returns.
+    For ``Socket.send(..., track=True)``: wraps the tracker pyzmq returns, but
+    for pyzmq's finished singleton (a small message sent by copy), which has
+    nothing to wait for and which pyzmq's users compare with ``is``.
     """
-    if isinstance(tracker, MessageTracker):
+    if isinstance(tracker, MessageTracker) or tracker is zmq._FINISHED_TRACKER:
         return tracker
     return MessageTracker(tracker)

@@ -6,6 +6,7 @@ reference) and on zmq_green's.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import gc
 import logging
@@ -16,7 +17,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, Callable
 
 import gevent
@@ -393,6 +394,8 @@ def test_no_wake_up_from_another_thread_is_lost(loop: IOLoop, how: str, threads:
     its callbacks to its poll leaves it asleep until the thread gives up waiting.
     Signals are sent by one thread: a second pending SIGUSR1 would merge with the first.
     """
+    if how == "signal" and "libuv" in type(gevent.get_hub().loop).__module__:
+        pytest.skip("gevent's libuv loop runs signal handlers only every 0.3 s while it waits")
     rounds = 10_000
     ran = [0]
     lost: list[int] = []
@@ -766,3 +769,188 @@ def test_legacy_names() -> None:
     assert IOLoop.current(instance=False) is None
     assert (loop.READ, loop.WRITE, loop.ERROR) == (zmq.POLLIN, zmq.POLLOUT, zmq.POLLERR)
     loop.close()
+
+
+# -- coroutine functions as callbacks -----------------------------------------------
+
+
+def nap_for(loop: Any) -> Callable[[float], Awaitable[None]]:
+    """A sleep to await on *loop*: asyncio's on tornado's, a green one on zmq_green's."""
+    if not isinstance(loop, IOLoop):
+        return asyncio.sleep
+
+    async def green_nap(seconds: float) -> None:
+        gevent.sleep(seconds)  # a coroutine that blocks greenly
+
+    return green_nap
+
+
+@pytest.mark.timeout(10)
+def test_coroutine_callbacks_run_to_their_end(
+    make_loop: Callable[[], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = make_loop()
+    done: list[str] = []
+
+    async def work(word: str) -> None:
+        await asyncio.sleep(0)  # suspends: only a caller that drives the coroutine gets past
+        done.append(word)
+        if len(done) == 4:
+            loop.stop()
+
+    async def fail() -> None:
+        await work("fail")
+        raise ValueError("coroutine")
+
+    loop.add_callback(work, "add_callback")
+    loop.spawn_callback(work, word="spawn_callback")
+    loop.add_callback(fail)
+    loop.add_callback(lambda: 42)  # not awaitable: ignored
+    loop.call_later(0.01, work, "call_later")
+    with caplog.at_level(logging.ERROR):
+        run(loop)
+    assert sorted(done) == ["add_callback", "call_later", "fail", "spawn_callback"]
+    raised = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert len(raised) == 1 and str(raised[0]) == "coroutine"
+
+
+@pytest.mark.timeout(10)
+def test_run_sync_runs_a_coroutine_function(make_loop: Callable[[], Any]) -> None:
+    loop = make_loop()
+
+    async def main() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ZeroDivisionError
+
+    assert loop.run_sync(main) == 42
+    with pytest.raises(ZeroDivisionError):
+        loop.run_sync(fails)
+
+
+@pytest.mark.timeout(10)
+def test_a_coroutine_periodic_callback_never_overlaps_itself(make_loop: Callable[[], Any]) -> None:
+    loop = make_loop()
+    periodic_class = (
+        PeriodicCallback
+        if isinstance(loop, IOLoop)
+        else pytest.importorskip("tornado.ioloop").PeriodicCallback
+    )
+    nap = nap_for(loop)
+    running = [0]
+    at_start: list[int] = []
+
+    async def tick() -> None:
+        running[0] += 1
+        at_start.append(running[0])
+        await nap(0.03)  # three periods
+        running[0] -= 1
+        if len(at_start) >= 3:
+            periodic.stop()
+            loop.stop()
+
+    periodic = periodic_class(tick, 10)
+    loop.add_callback(periodic.start)  # tornado's takes the current loop: the running one
+    run(loop)
+    assert at_start[:3] == [1, 1, 1]
+
+
+@pytest.mark.timeout(10)
+def test_a_coroutine_callback_blocks_only_its_own_greenlet(loop: IOLoop) -> None:
+    released = gevent.event.Event()
+    order: list[str] = []
+
+    async def wait_greenly() -> None:
+        released.wait()
+
+    async def waiter() -> None:
+        order.append("waiting")
+        await wait_greenly()
+        order.append("released")
+        loop.stop()
+
+    def release() -> None:
+        order.append("the loop ran on")
+        released.set()
+
+    loop.add_callback(waiter)
+    loop.call_later(0.01, release)
+    run(loop)
+    assert order == ["waiting", "the loop ran on", "released"]
+
+
+@pytest.mark.timeout(10)
+def test_a_coroutine_handler_runs_to_its_end_before_the_next_poll(loop: IOLoop) -> None:
+    """Level-triggered: a handler that returned before reading would be called again at once.
+
+    tornado never awaits a coroutine handler (it is dropped with a RuntimeWarning).
+    """
+    ctx = zmq_green.Context()
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    for i in range(3):
+        push.send(b"%d" % i)
+    assert pull.poll(5000)
+    calls = [0]
+    got: list[bytes] = []
+
+    async def on_read(sock: Any, events: int) -> None:
+        calls[0] += 1
+        await asyncio.sleep(0)  # other greenlets run; the loop waits for this handler
+        got.append(sock.recv(zmq.NOBLOCK))
+        if len(got) == 3:
+            loop.stop()
+
+    loop.add_handler(pull, on_read, loop.READ)
+    run(loop)
+    assert got == [b"0", b"1", b"2"]
+    assert calls[0] == 3
+    loop.remove_handler(pull)
+    ctx.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_awaiting_what_only_asyncio_can_finish_raises_in_the_coroutine(
+    loop: IOLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No asyncio loop runs on the hub: such an await raises instead of waiting forever."""
+    other = asyncio.new_event_loop()  # makes futures nobody here can resolve
+    seen: list[str] = []
+
+    async def catches() -> None:
+        try:
+            await other.create_future()
+        except TypeError as e:
+            seen.append(str(e))
+        await asyncio.sleep(0)
+        seen.append("went on")
+
+    async def does_not_catch() -> None:
+        try:
+            await other.create_future()
+        finally:
+            seen.append("finally")
+
+    async def sleeps() -> None:
+        await asyncio.sleep(1)
+
+    def stop_when_logged() -> None:
+        if len([r for r in caplog.records if r.exc_info]) == 2:
+            loop.stop()
+        else:
+            loop.call_later(0.001, stop_when_logged)
+
+    for coroutine_function in (catches, does_not_catch, sleeps):
+        loop.add_callback(coroutine_function)
+    loop.add_callback(stop_when_logged)
+    try:
+        with caplog.at_level(logging.ERROR, logger="zmq_green.eventloop"):
+            run(loop)
+    finally:
+        other.close()
+    assert "no asyncio loop" in seen[0] and "Block greenly" in seen[0]
+    assert sorted(seen[1:]) == ["finally", "went on"]
+    raised = sorted(type(r.exc_info[1]).__name__ for r in caplog.records if r.exc_info)
+    assert raised == ["RuntimeError", "TypeError"]  # asyncio's "no running event loop"

@@ -7,6 +7,7 @@ after a deadline. The others need greenlets, which only zmq_green's loop serves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,19 @@ import zmq_green
 from zmq_green.eventloop import IOLoop, PeriodicCallback, ZMQStream
 
 
+class GreenEvent:
+    """A gevent Event with an awaitable ``wait()``: a coroutine that blocks greenly."""
+
+    def __init__(self) -> None:
+        self._event = gevent.event.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        self._event.wait()
+
+
 @dataclass
 class Impl:
     """One ZMQStream implementation with its loop and context."""
@@ -31,6 +45,7 @@ class Impl:
     loop: Any
     Stream: Any
     PeriodicCallback: Any
+    Event: Any  # an event whose wait() is awaited
     ctx: Any = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,16 +97,17 @@ def impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
             tornado_ioloop.IOLoop(make_current=False),
             PyzmqStream,
             tornado_ioloop.PeriodicCallback,
+            asyncio.Event,
         )
     else:
-        made = Impl("zmq_green", zmq_green, IOLoop(), ZMQStream, PeriodicCallback)
+        made = Impl("zmq_green", zmq_green, IOLoop(), ZMQStream, PeriodicCallback, GreenEvent)
     yield made
     made.close()
 
 
 @pytest.fixture
 def green() -> Iterator[Impl]:
-    made = Impl("zmq_green", zmq_green, IOLoop(), ZMQStream, PeriodicCallback)
+    made = Impl("zmq_green", zmq_green, IOLoop(), ZMQStream, PeriodicCallback, GreenEvent)
     yield made
     made.close()
 
@@ -413,6 +429,78 @@ def test_misuse_raises_what_pyzmq_raises(impl: Impl) -> None:
     assert stream.bind == a.bind
     assert stream.getsockopt(zmq.TYPE) == zmq.PAIR
     stream.close()
+
+
+@pytest.mark.timeout(30)
+def test_coroutine_callbacks_run_concurrently_to_their_end(impl: Impl) -> None:
+    """pyzmq (25+) runs a coroutine callback's coroutine as an asyncio task; zmq_green in a greenlet.
+
+    Each receive coroutine waits until all three messages have arrived, so all three
+    run at once: a stream that awaited each one in turn would never finish.
+    """
+    push, pull = impl.streams(zmq.PUSH, zmq.PULL)
+    all_in = impl.Event()
+    started: list[bytes] = []
+    finished: list[bytes] = []
+    sent: list[bytes] = []
+
+    def stop_when_done() -> None:
+        if len(finished) == len(sent) == 3:
+            impl.loop.stop()
+
+    async def on_recv(msg: list[bytes]) -> None:
+        started.append(msg[0])
+        if len(started) == 3:
+            all_in.set()
+        await all_in.wait()
+        finished.append(msg[0])
+        stop_when_done()
+
+    async def on_send(msg: list[bytes], status: Any) -> None:
+        await asyncio.sleep(0)
+        sent.append(msg[0])
+        stop_when_done()
+
+    pull.on_recv(on_recv)
+    push.on_send(on_send)
+    for i in range(3):
+        push.send(b"%d" % i)
+    impl.run()
+    assert started == sent == [b"0", b"1", b"2"]
+    assert sorted(finished) == [b"0", b"1", b"2"]
+
+
+@pytest.mark.timeout(30)
+def test_an_exception_in_a_coroutine_callback_is_logged_and_the_rest_still_arrives(
+    impl: Impl, caplog: pytest.LogCaptureFixture
+) -> None:
+    push, pull = impl.streams(zmq.PUSH, zmq.PULL)
+    received: list[bytes] = []
+
+    def raised() -> list[BaseException]:
+        return [r.exc_info[1] for r in caplog.records if r.exc_info and r.exc_info[1]]
+
+    def stop_when_logged() -> None:
+        # pyzmq logs from the task's done-callback, a loop iteration after it raised.
+        if len(received) == 3 and raised():
+            impl.loop.stop()
+        else:
+            impl.loop.call_later(0.001, stop_when_logged)
+
+    async def on_recv(msg: list[bytes]) -> None:
+        await asyncio.sleep(0)
+        received.append(msg[0])
+        if msg[0] == b"0":
+            raise ValueError("boom")
+
+    pull.on_recv_stream(lambda stream, msg: on_recv(msg))  # a plain function returning a coroutine
+    for i in range(3):
+        push.send(b"%d" % i)
+    impl.loop.add_callback(stop_when_logged)
+    with caplog.at_level(logging.ERROR):
+        impl.run()
+    assert sorted(received) == [b"0", b"1", b"2"]
+    assert [str(e) for e in raised()] == ["boom"]
 
 
 # -- where zmq_green's stream does better --------------------------------------

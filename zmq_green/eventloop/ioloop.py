@@ -15,6 +15,15 @@ Blocking happens in the green poller only, so every other greenlet keeps running
 while the loop waits; callbacks and handlers run in the loop's greenlet and may
 make green blocking calls of their own. Zmq sockets are polled on ``ZMQ_EVENTS``,
 so handlers see the level (ready or not), never the edge of ``ZMQ_FD``.
+
+Coroutine functions are accepted wherever a callback is, as tornado accepts them,
+and their coroutines are run, never dropped. There is no asyncio loop on the gevent
+hub, so a coroutine is driven in a greenlet: it may block greenly (``gevent.sleep``,
+zmq_green sockets, ``gevent.event``) and await coroutines that do, and a bare
+``yield`` (``await asyncio.sleep(0)``) lets the other greenlets run. What only an
+asyncio loop can finish (an asyncio or tornado future, ``asyncio.sleep(1)``) cannot
+be awaited: such an ``await`` raises (a TypeError thrown in at the ``await``, or
+asyncio's own RuntimeError) in the coroutine, and the error is logged.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ import os
 import random
 import time
 from collections import deque
-from typing import Any, Callable, overload
+from collections.abc import Awaitable
+from inspect import isawaitable
+from typing import Any, Callable, TypeVar, overload
 
 import zmq
-from gevent import Greenlet, get_hub
+from gevent import Greenlet, get_hub, sleep
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
@@ -53,6 +64,8 @@ _heappop = heapq.heappop
 # A real thread-local even under monkey.patch_all(), which turns threading.local
 # into a greenlet-local: the current IOLoop is per thread, shared by its greenlets.
 _thread_state: Any = get_original("_thread", "_local")()
+
+_T = TypeVar("_T")
 
 
 class _Timeout:
@@ -77,6 +90,73 @@ class _Handler:
 
 def _log_exception(what: str, callback: object) -> None:
     logger.error("Exception in %s %r", what, callback, exc_info=True)
+
+
+def _run_callback(what: str, callback: Callable[..., object], *args: Any) -> Greenlet | None:
+    """Call ``callback(*args)``, logging what it raises.
+
+    If it returns an awaitable (a coroutine function's coroutine), run that on in a
+    greenlet of its own, as tornado runs it as a task, and log what it raises.
+
+    Returns
+    -------
+    greenlet : gevent.Greenlet or None
+        The greenlet that runs the awaitable, if there is one.
+    """
+    try:
+        result = callback(*args)
+    except Exception:
+        _log_exception(what, callback)
+        return None
+    return None if result is None else _run_on(what, callback, result)
+
+
+def _run_on(what: str, callback: object, result: object) -> Greenlet | None:
+    """Run *result* on in a greenlet of its own if it is awaitable (or ignore it)."""
+    if not isawaitable(result):
+        return None
+    return Greenlet.spawn(_finish, what, callback, result)
+
+
+def _finish(what: str, callback: object, awaitable: Awaitable[object]) -> None:
+    try:
+        _complete(awaitable)
+    except Exception:
+        _log_exception(what, callback)
+
+
+async def _awaiting(awaitable: Awaitable[_T]) -> _T:
+    # Gives any awaitable a coroutine's send() and throw().
+    return await awaitable
+
+
+def _complete(awaitable: Awaitable[_T]) -> _T:
+    """Run *awaitable* to its end in this greenlet: its result, or what it raised.
+
+    A coroutine that blocks greenly does not suspend. At a bare ``yield`` (``await
+    asyncio.sleep(0)``) it suspends with None: the other greenlets run, then it goes
+    on. Anything else it suspends on (an asyncio or tornado future) waits for an
+    event loop that is not here: a TypeError is thrown in at that ``await`` instead
+    of a wait that would never end.
+    """
+    coro = _awaiting(awaitable)
+    error: TypeError | None = None
+    try:
+        while True:
+            try:
+                waited_for = coro.send(None) if error is None else coro.throw(error)
+            except StopIteration as done:
+                result: _T = done.value
+                return result
+            error = None
+            if waited_for is not None:
+                error = TypeError(
+                    f"cannot await {waited_for!r} in a greenlet: no asyncio loop runs on the "
+                    "gevent hub. Block greenly instead (gevent, zmq_green sockets)."
+                )
+            sleep(0)
+    finally:
+        coro.close()  # killed while suspended: run the coroutine's finally blocks
 
 
 class IOLoop:
@@ -193,7 +273,9 @@ class IOLoop:
         """Call ``callback(*args, **kwargs)`` on the next iteration of the loop.
 
         Safe from any greenlet, any thread and signal handlers: a loop waiting in
-        its poll is woken at once.
+        its poll is woken at once. A coroutine function's coroutine runs on in a
+        greenlet of its own (see the module's docstring), as tornado runs it as a
+        task; an exception it raises is logged.
         """
         if self._closed:
             return
@@ -206,11 +288,13 @@ class IOLoop:
         self.add_callback(callback, *args, **kwargs)
 
     def spawn_callback(self, callback: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-        """Like :meth:`add_callback` (as in tornado 6)."""
+        """Like :meth:`add_callback` (as in tornado 6), coroutine functions included."""
         self.add_callback(callback, *args, **kwargs)
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any, **kwargs: Any) -> object:
         """Call ``callback(*args, **kwargs)`` after *delay* seconds.
+
+        A coroutine function's coroutine runs on as with :meth:`add_callback`.
 
         Returns
         -------
@@ -221,6 +305,8 @@ class IOLoop:
 
     def call_at(self, when: float, callback: Callable[..., object], *args: Any, **kwargs: Any) -> object:
         """Call ``callback(*args, **kwargs)`` at the time *when* (on the scale of :meth:`time`).
+
+        A coroutine function's coroutine runs on as with :meth:`add_callback`.
 
         Returns
         -------
@@ -243,6 +329,7 @@ class IOLoop:
         deadline : float or datetime.timedelta
             A time on the scale of :meth:`time`, or a delay from now.
         callback : callable
+            A coroutine function's coroutine runs on as with :meth:`add_callback`.
 
         Returns
         -------
@@ -289,7 +376,10 @@ class IOLoop:
             A zmq socket (polled on ``ZMQ_EVENTS``) or a native file descriptor.
         handler : callable
             Called as ``handler(fd, events)`` with the ready subset of *events*
-            (plus :attr:`ERROR` for a native fd in error).
+            (plus :attr:`ERROR` for a native fd in error). A coroutine function's
+            coroutine runs to its end before the loop goes on, as a handler that
+            blocks greenly does, so that it consumes what made the fd ready before
+            the next poll (tornado drops it, never awaited).
         events : int
             :attr:`READ`, :attr:`WRITE` or both; 0 registers without polling.
         """
@@ -361,11 +451,15 @@ class IOLoop:
                 passes = _stats["waits"]
                 # Callbacks queued during this batch wait for the next iteration.
                 for _ in range(len(callbacks)):
+                    # _run_callback() inlined: this is the loop's hottest path.
                     callback = callbacks.popleft()
                     try:
-                        callback()
+                        result = callback()
                     except Exception:
                         _log_exception("callback", callback)
+                    else:
+                        if result is not None:
+                            _run_on("callback", callback, result)
                 if self._timers:
                     self._run_timers()
                 if self._stopping:
@@ -419,7 +513,9 @@ class IOLoop:
             events &= handler.events | POLLERR
             if events:
                 try:
-                    handler.callback(handler.fileobj, events)
+                    result = handler.callback(handler.fileobj, events)
+                    if result is not None and isawaitable(result):
+                        _complete(result)
                 except Exception:
                     _log_exception("handler", handler.callback)
         return unknown
@@ -437,10 +533,7 @@ class IOLoop:
             callback = handle.callback
             if callback is not None:
                 handle.callback = None
-                try:
-                    callback()
-                except Exception:
-                    _log_exception("timeout", callback)
+                _run_callback("timeout", callback)
 
     def _failed_sockets(self) -> list[tuple[Any, int]]:
         """The poll failed or made no sense: a socket was closed, or its context terminated.
@@ -478,7 +571,9 @@ class IOLoop:
 
         *func* may make green blocking calls while the loop serves its handlers
         (a greenlet is gevent's coroutine). If it returns a :class:`gevent.Greenlet`
-        or :class:`gevent.event.AsyncResult`, its value is waited for.
+        or :class:`gevent.event.AsyncResult`, its value is waited for; if it is a
+        coroutine function, its coroutine is run to its end (see the module's
+        docstring), as tornado does.
 
         Parameters
         ----------
@@ -509,6 +604,8 @@ class IOLoop:
                 result = func()
                 if isinstance(result, (Greenlet, AsyncResult)):
                     result = result.get()
+                elif result is not None and isawaitable(result):
+                    result = _complete(result)
             except Exception as e:
                 outcome.append((False, e))
             else:
@@ -602,7 +699,9 @@ class PeriodicCallback:
     Parameters
     ----------
     callback : callable
-        Called with no arguments, in the loop's greenlet.
+        Called with no arguments, in the loop's greenlet. A coroutine function's
+        coroutine runs on in a greenlet of its own, and, as in tornado, the next
+        call is scheduled when it has finished: calls never overlap.
     callback_time : float or datetime.timedelta
         The period, in milliseconds if a number.
     jitter : float
@@ -645,10 +744,13 @@ class PeriodicCallback:
     def _run(self) -> None:
         if not self._running:
             return
-        try:
-            self.callback()
-        except Exception:
-            _log_exception("periodic callback", self.callback)
+        running = _run_callback("periodic callback", self.callback)
+        if running is None:
+            self._schedule()
+        else:
+            running.rawlink(self._schedule_after)
+
+    def _schedule_after(self, running: Greenlet) -> None:
         self._schedule()
 
     def _schedule(self) -> None:

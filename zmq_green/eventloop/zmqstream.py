@@ -25,7 +25,7 @@ from zmq.utils import jsonapi
 
 from .._ints import DONTWAIT, ETERM, EVENTS, POLLIN, POLLOUT
 from ..socket import Socket as _GreenSocket
-from .ioloop import IOLoop, logger
+from .ioloop import IOLoop, _run_callback, logger
 
 __all__ = ["ZMQStream"]
 
@@ -35,6 +35,10 @@ _NOT_NOW = (int(zmq.EAGAIN), int(zmq.EFSM))
 _BATCH = 128
 
 _SendCallback = Callable[[Sequence[Any], Any], object]
+
+# An exception in a callback is logged, not raised: the stream and the loop go on
+# (pyzmq's handler would die).
+_WHAT = "ZMQStream callback"
 
 
 class ZMQStream:
@@ -47,6 +51,12 @@ class ZMQStream:
     * ``on_send(callback)``: call ``callback(msg, status)`` after each send.
     * ``send_multipart(msg, ..., callback=None)`` and friends: queue a message; it
       is sent when the socket can take it. A *callback* replaces the ``on_send`` one.
+
+    Callbacks may be coroutine functions, as in pyzmq 25+: each call's coroutine
+    runs on in a greenlet of its own while the stream goes on (pyzmq runs it as an
+    asyncio task), and an exception it raises is logged. No asyncio loop runs on the
+    gevent hub: the coroutine may block greenly and await coroutines that do, but
+    not asyncio futures (see :mod:`zmq_green.eventloop.ioloop`).
 
     ``on_recv(None)`` (or ``stop_on_recv()``) pauses receiving; messages wait in
     the socket until a receive callback is set again. ``bind``, ``connect``,
@@ -131,7 +141,10 @@ class ZMQStream:
         Parameters
         ----------
         callback : callable or None
-            Takes one argument: the message as a list of frames.
+            Takes one argument: the message as a list of frames. A coroutine
+            function's coroutines run on in greenlets of their own, concurrently,
+            as pyzmq runs them as tasks; they are never dropped (see the class
+            docstring).
         copy : bool
             Frames as bytes (True) or as :class:`zmq.Frame` (False).
         """
@@ -142,7 +155,8 @@ class ZMQStream:
     ) -> None:
         """Like :meth:`on_recv`, with the stream as first argument: ``callback(stream, msg)``.
 
-        Lets one callback serve many streams.
+        Lets one callback serve many streams. A coroutine function's coroutines run
+        on in greenlets of their own, as with :meth:`on_recv`.
         """
         self._set_recv(callback, copy, True)
 
@@ -159,7 +173,8 @@ class ZMQStream:
 
         ``msg`` is the message as queued, ``status`` what ``send_multipart`` returned
         (a :class:`zmq.MessageTracker` or None), or the :class:`zmq.ZMQError` that
-        the send raised.
+        the send raised. A coroutine function's coroutines run on in greenlets of
+        their own, as with :meth:`on_recv`.
         """
         self._check_closed()
         _check_callable(callback)
@@ -365,7 +380,7 @@ class ZMQStream:
             socket.close(linger)
         self.socket = None  # type: ignore[assignment]
         if self._close_callback is not None:
-            _run_callback(self._close_callback)
+            _run_callback(_WHAT, self._close_callback)
 
     # -- the handler ----------------------------------------------------------------
 
@@ -426,9 +441,9 @@ class ZMQStream:
         if callback is None:
             return  # flush() drops it
         if self._recv_with_stream:
-            _run_callback(callback, self, msg)
+            _run_callback(_WHAT, callback, self, msg)
         else:
-            _run_callback(callback, msg)
+            _run_callback(_WHAT, callback, msg)
 
     def _handle_send(self) -> bool:
         """Send the head of the queue; False if the socket cannot take it now."""
@@ -448,9 +463,9 @@ class ZMQStream:
         callback = self._send_callback
         if callback is not None:
             if self._send_with_stream:
-                _run_callback(callback, self, msg, status)
+                _run_callback(_WHAT, callback, self, msg, status)
             else:
-                _run_callback(callback, msg, status)
+                _run_callback(_WHAT, callback, msg, status)
         return True
 
     def _can_send(self) -> bool:
@@ -483,14 +498,6 @@ class ZMQStream:
     def _check_closed(self) -> None:
         if self.socket is None:
             raise OSError("Stream is closed")
-
-
-def _run_callback(callback: Callable[..., object], *args: Any) -> None:
-    # Logged, not raised: the stream and the loop go on (pyzmq's handler would die).
-    try:
-        callback(*args)
-    except Exception:
-        logger.error("Uncaught exception in ZMQStream callback %r", callback, exc_info=True)
 
 
 def _check_callable(callback: object) -> None:

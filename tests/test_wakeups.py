@@ -416,3 +416,33 @@ def test_a_failed_first_try_after_a_safety_wakeup_is_no_rescue(
     monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", then_room_comes_unseen)
     sender.get(timeout=HANG_GUARD)
     assert rescued == [1]  # the first try after the safety wake-up failed
+
+
+def test_a_command_consumed_while_the_thread_was_preempted_is_news(
+    lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's second failed try finds no command pending; then its thread loses
+    the CPU, the full peer drains meanwhile, and the reading consumes the command that
+    says so. A reading that late is taken for news: the sender tries again at once,
+    no safety timeout needed (no rescue, the autouse check)."""
+    _, full, sender, _ = lied_to_sender
+    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
+    preempt = []
+
+    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLOUT and failed == 2 and not preempt:
+            preempt.append(True)
+        return after_failure(waits, entry, failed)
+
+    def then_preempted(waits: Any) -> bool:
+        pending = signalled(waits)
+        if preempt == [True] and not pending:
+            preempt.append(False)
+            drain(full)  # the command lands in the window...
+            time.sleep(_waiting.PREEMPTED * 10)  # ...while this thread is off its CPU
+        return pending
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
+    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_preempted)
+    sender.get(timeout=HANG_GUARD)
+    assert preempt == [True, False]

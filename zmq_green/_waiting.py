@@ -66,9 +66,13 @@ pending (the fd is readable just before it, so it consumes them). An
 ``EVENTS`` reading made after a failed try inside a wait, with no command
 pending, is no news: it may wake a lied-to waiter once (that try may have
 consumed its signal), then no more until news, so lied-to waiters can never
-keep waking each other. One window stays open: a command that arrives in the
-microsecond between that check and the reading is consumed unseen; a lied-to
-waiter it concerned is then found by the safety timeout (a rescue).
+keep waking each other. A window stays open between that check and the reading:
+a command that arrives in it is consumed unseen. It is microseconds wide, unless
+the thread loses its CPU there -- on a busy machine, for milliseconds, while
+libzmq's I/O thread goes on posting commands. So a reading that ends more than
+:data:`PREEMPTED` after the check is taken for news. What remains (a command in
+the microseconds of an undisturbed window) leaves a lied-to waiter to the safety
+timeout: a rescue.
 
 The protocol
 ------------
@@ -169,6 +173,11 @@ RESCUED = "rescued"
 #: Ready, as read after a failed try inside a wait: no news for a lied-to waiter.
 MAYBE = "maybe"
 TIMER = "timer"
+
+#: Seconds between the check for pending commands and the ``EVENTS`` reading
+#: after it beyond which the thread was preempted there (they are microseconds
+#: apart otherwise): see "When EVENTS lies" in the module's notes.
+PREEMPTED = 0.0001
 
 #: How many calls may overtake the waiters queued in one line before newcomers
 #: queue behind them (see the module's notes).
@@ -485,18 +494,22 @@ class SocketWaits:
         (see the module's notes). On an error (``ETERM``, ``ENOTSOCK``) every
         waiter is woken with it, and it is raised to the caller too.
         """
-        try:
-            events = cast(int, _raw_get(self.socket, EVENTS))
-        except zmq.ZMQError as e:
-            self.fail_all(e.errno or ENOTSOCK)
-            raise
-        if value is READY:
-            self.news += 1
+        events = self._read()
         self.dispatch(events, me, value)
         return events
 
+    def _read(self) -> int:
+        """``EVENTS``; on an error every waiter is woken with it, and it is raised."""
+        try:
+            return cast(int, _raw_get(self.socket, EVENTS))
+        except zmq.ZMQError as e:
+            self.fail_all(e.errno or ENOTSOCK)
+            raise
+
     def dispatch(self, events: int, me: Entry | None = None, value: str = READY) -> None:
         """Wake the head of each line that *events* make ready, and matching pollers."""
+        if value is READY:
+            self.news += 1
         if events & POLLIN and self.readers:
             _wake_turn(self.readers, me, value)
         if events & POLLOUT and self.writers:
@@ -725,8 +738,15 @@ class SocketWaits:
         """
         if self.count == 1:
             return False, False
+        checked = _monotonic()
         news = self.signalled()  # commands pending now are news, which the reading consumes
-        ready = self.events(entry, READY if news else MAYBE) & entry.mask
+        events = self._read()
+        if not news and _monotonic() - checked > PREEMPTED:
+            # This thread lost its CPU between the check and the reading: a command
+            # that came meanwhile was consumed unseen. Take it for news.
+            news = True
+        self.dispatch(events, entry, READY if news else MAYBE)
+        ready = events & entry.mask
         if not ready or failed < 2:
             return bool(ready), False
         if not news and not entry.lied:

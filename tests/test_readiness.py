@@ -279,3 +279,57 @@ def test_draft_server_send_to_a_full_client(ctx: zmq_green.Context) -> None:  # 
     for _ in range(sent + 1):
         client.recv()
     sender.get(timeout=5)
+
+
+def test_two_lied_to_writers_wake_once_per_piece_of_news(ctx: zmq_green.Context) -> None:
+    """Two senders to two full peers of a ROUTER_MANDATORY socket (POLLOUT: a third peer
+    has room), and a parked reader, with no safety net. Waits are counted exactly: none
+    while nothing changes; when one full peer drains, its sender sends, and the other,
+    woken by the same news, fails and blocks once more -- woken once, never again."""
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.router_mandatory = 1
+    router.sndhwm = 1
+    router.safety_timeout = None  # only news may wake anyone
+    router.bind(f"inproc://two-lied-{id(router)}")
+    peers = {}
+    for name in (b"full1", b"full2", b"room"):
+        peer = peers[name] = ctx.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.rcvhwm = 1
+        peer.identity = name
+        peer.connect(router.last_endpoint)
+        peer.send(b"hello")
+    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    for name in (b"full1", b"full2"):
+        assert fill(router, name, b"x") > 0
+    parked = gevent.spawn(outcome, router.recv)
+    until(lambda: bool(router._waits.readers))
+    senders = [gevent.spawn(router.send_multipart, [name, b"last"]) for name in (b"full1", b"full2")]
+    until(lambda: len(router._waits.writers) == 2 and all(e.lied for e in router._waits.writers))
+
+    def waits_over(action: Any) -> int:
+        before = waits()
+        action()
+        gevent.sleep(0.05)  # whatever the action set off has run: nothing else can wake anyone
+        return waits() - before
+
+    assert waits_over(lambda: None) == 0, "a lied-to waiter woke with nothing new"
+    assert waits_over(lambda: (drain(peers[b"full1"]), senders[0].get(timeout=5))) == 1
+    assert not senders[1].ready()
+    assert waits_over(lambda: None) == 0, "a lied-to waiter woke with nothing new"
+    assert waits_over(lambda: (drain(peers[b"full2"]), senders[1].get(timeout=5))) == 0
+    for name in (b"full1", b"full2"):
+        assert peers[name].recv() == b"last"
+    parked.kill()
+
+
+def drain(sock: Any) -> int:
+    """Receive all *sock* holds (over inproc, its reading posts "room again" to the peer)."""
+    received = 0
+    while True:
+        try:
+            sock.recv(zmq.DONTWAIT)
+        except zmq.Again:
+            return received
+        received += 1

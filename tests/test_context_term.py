@@ -10,6 +10,7 @@ a child of a plain ``os.fork()`` can terminate a context of its own.
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -386,3 +387,22 @@ def test_instance_never_hands_out_a_context_whose_termination_runs(
         first.term()
         second.destroy(linger=0)
     assert first.closed
+
+
+# -- signals reach the main thread ------------------------------------------------
+
+
+@pytest.mark.timeout(WAIT)
+def test_a_termination_thread_blocks_every_signal() -> None:
+    """A signal sent to the process must go to the main thread: there it wakes the hub and
+    raises (KeyboardInterrupt in a greenlet waiting in term()). Delivered to the thread in
+    zmq_ctx_term, it only set Python's flag, and a term() interrupted by SIGINT could wait
+    for the next timer (the red loaded run: 20 s a round). Native threads start with every
+    signal blocked; their creator's mask is left as it was."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    thread = zmq_green._native.NativeThread(signal.pthread_sigmask, (signal.SIG_BLOCK, []))
+    thread.start()
+    thread.join()
+    blocked = thread.result
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD} <= blocked
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before

@@ -33,6 +33,7 @@ blocking the hub for the proxy's whole life would stop the child.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import weakref
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ __all__ = ["Completion", "NativeThread", "inherited_hub"]
 # Real OS threads and locks, whatever gevent.monkey has patched.
 _start_new_thread: Callable[..., int] = get_original("_thread", "start_new_thread")
 _allocate_lock: Callable[[], Any] = get_original("_thread", "allocate_lock")
+_pthread_sigmask = signal.pthread_sigmask
+_SIG_BLOCK, _SIG_SETMASK = signal.SIG_BLOCK, signal.SIG_SETMASK
+_ALL_SIGNALS = signal.valid_signals()
 
 # Hubs that a fork copied, and the process they were made in (the oldest one).
 _hub_pids: weakref.WeakKeyDictionary[Hub, int] = weakref.WeakKeyDictionary()
@@ -191,11 +195,19 @@ class NativeThread:
         if self._started:
             raise RuntimeError("threads can only be started once")
         self._started = True
+        # The thread starts with every signal blocked (a thread inherits its
+        # creator's mask): a signal sent to the process then goes to a thread
+        # that handles it. Delivered to this one, blocked in a C call, it would
+        # only set Python's flag, and the main thread, asleep in the hub's poll,
+        # would not see it until something else woke the hub.
+        mask = _pthread_sigmask(_SIG_BLOCK, _ALL_SIGNALS)
         try:
             _start_new_thread(self._run, ())
         except BaseException as e:
             self._end(exception=e)
             raise
+        finally:
+            _pthread_sigmask(_SIG_SETMASK, mask)
 
     def _run(self) -> None:
         assert self.target is not None

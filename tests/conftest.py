@@ -8,11 +8,13 @@ no greenlet may still wait on an open socket after it (``_no_waiter_left``).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -59,6 +61,40 @@ def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         gevent.sleep(0.001)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def other_gevent_loop() -> str:
+    """The ``GEVENT_LOOP`` of the loop this session is not on (libuv, by default)."""
+    return "libev-cext" if "libuv" in type(gevent.get_hub().loop).__module__ else "libuv-cffi"
+
+
+def run_pytest_on(loop: str, args: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest with *args*, from the repository's root, in a child interpreter on gevent's *loop*.
+
+    The child is first shown to run on that loop (a misspelt ``GEVENT_LOOP`` falls
+    back to the default one silently). *env* is added to the child's environment.
+    """
+    child_env = dict(os.environ, GEVENT_LOOP=loop, **env)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gevent; print(type(gevent.get_hub().loop).__module__)"],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert loop.split("-")[0] in probe.stdout, probe.stdout + probe.stderr
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=ROOT,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_script(script: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:

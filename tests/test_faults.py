@@ -8,7 +8,6 @@ fds and hub watchers return to where they were.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any, Callable
 
 import gevent
 import pytest
-from conftest import outcome, run_script
+from conftest import other_gevent_loop, outcome, run_pytest_on, run_script
 from gevent.event import AsyncResult, Event
 from stress import soak
 
@@ -463,37 +462,9 @@ def test_faults_on_the_other_gevent_loop() -> None:
     assert that the count of active watchers rose while greenlets waited, so a loop
     whose watchers went uncounted fails instead of comparing 0 with 0.
     """
-    on_libuv = "libuv" in type(gevent.get_hub().loop).__module__
-    other = "libev-cext" if on_libuv else "libuv-cffi"
-    env = dict(os.environ, GEVENT_LOOP=other)
-    probe = subprocess.run(
-        [sys.executable, "-c", "import gevent; print(type(gevent.get_hub().loop).__module__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert other.split("-")[0] in probe.stdout, probe.stdout + probe.stderr
-    here = Path(__file__).resolve()
-    name = f"tests/{here.name}"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            name,
-            "--deselect",
-            f"{name}::test_faults_on_the_other_gevent_loop",
-        ],
-        cwd=here.parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
+    name = f"tests/{Path(__file__).name}"
+    deselect = f"{name}::test_faults_on_the_other_gevent_loop"
+    result = run_pytest_on(other_gevent_loop(), [name, "--deselect", deselect], timeout=170)
     tail = "\n".join(result.stdout.splitlines()[-15:])
     assert result.returncode == 0, tail + result.stderr[-2000:]
     assert " passed" in tail and "skipped" not in tail, tail

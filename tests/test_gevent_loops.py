@@ -6,15 +6,9 @@ the core files again in a child interpreter on the loop the suite is *not* on.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import gevent
 import pytest
+from conftest import ROOT, other_gevent_loop, run_pytest_on
 
-ROOT = Path(__file__).resolve().parent.parent
 CORE = [
     "tests/test_socket.py",
     "tests/test_context.py",
@@ -26,32 +20,10 @@ CORE = [
 ]
 
 
-def _current_loop() -> str:
-    return type(gevent.get_hub().loop).__module__
-
-
 @pytest.mark.timeout(400)
 def test_core_tests_pass_on_the_other_gevent_loop() -> None:
-    other = "libev-cext" if "libuv" in _current_loop() else "libuv-cffi"
-    env = dict(os.environ, GEVENT_LOOP=other)
-    probe = subprocess.run(
-        [sys.executable, "-c", "import gevent; print(type(gevent.get_hub().loop).__module__)"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert probe.returncode == 0, probe.stderr
-    assert other.split("-")[0] in probe.stdout, probe.stdout
     files = [f for f in CORE if (ROOT / f).exists()]
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=380,
-    )
+    result = run_pytest_on(other_gevent_loop(), files, timeout=380)
     tail = "\n".join(result.stdout.splitlines()[-15:])
     assert result.returncode == 0, tail + result.stderr[-2000:]
     assert " passed" in tail

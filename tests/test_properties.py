@@ -59,8 +59,6 @@ import itertools
 import os
 import re
 import statistics
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +66,7 @@ from typing import Any
 
 import gevent
 import pytest
+from conftest import other_gevent_loop, run_pytest_on
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.internal.conjecture import engine
 from test_properties_model import Program, programs, run_program
@@ -212,12 +211,13 @@ def test_no_program_loses_a_wakeup_on_the_other_gevent_loop() -> None:
     The child's summary must name that loop, count every program, and show sockets
     with senders and receivers blocked at once.
     """
-    other = "libev-cext" if "libuv" in _loop_name() else "libuv-cffi"
+    other = other_gevent_loop()
     scale = _PROPERTY_SCALE / 5
-    env = dict(os.environ, GEVENT_LOOP=other, ZMQ_GREEN_PROPERTY_SCALE=str(scale))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not other_gevent_loop"]
-    result = subprocess.run(
-        [*command, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=OTHER_LOOP_SECONDS
+    result = run_pytest_on(
+        other,
+        ["-k", "not other_gevent_loop", __file__],
+        timeout=OTHER_LOOP_SECONDS,
+        ZMQ_GREEN_PROPERTY_SCALE=str(scale),
     )
     summary = result.stdout[max(0, result.stdout.find("property programs")) :]
     failures = result.stdout[max(0, result.stdout.find("= FAILURES =")) :][:15000]

@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
@@ -53,7 +51,7 @@ from typing import Any, Callable
 import gevent
 import gevent.lock
 import pytest
-from conftest import until
+from conftest import run_pytest_on, until
 from gevent.event import Event
 from gevent.greenlet import Greenlet
 
@@ -626,15 +624,11 @@ def test_chaos_on_libuv(tmp_path: Path, record_property: Any) -> None:
     here = Path(__file__).parent
     report = tmp_path / "libuv.xml"
     tests = [f"{here / 'test_accounting.py'}", *(f"{__file__}::test_chaos[{s}]" for s in LIBUV_SCENARIOS)]
-    env = dict(os.environ, GEVENT_LOOP="libuv-cffi", ZMQ_GREEN_CHAOS_SECONDS=str(LIBUV_CHAOS_SECONDS))
-    child = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests],
-        cwd=here.parent.parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
+    child = run_pytest_on(
+        "libuv-cffi",
+        [f"--junitxml={report}", *tests],
         timeout=LIBUV_SECONDS,
+        ZMQ_GREEN_CHAOS_SECONDS=str(LIBUV_CHAOS_SECONDS),
     )
     cases = ElementTree.parse(report).getroot().iter("testcase") if report.exists() else ()
     properties = [(p.get("name"), p.get("value")) for case in cases for p in case.iter("property")]

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 else:
     from zmq import *  # noqa: F403
 
+# First: it checks the versions of pyzmq and gevent before the modules that need them.
 from ._version import __version__ as green_version
 from ._waiting import reset_stats, stats
 from .context import Context

@@ -43,11 +43,14 @@ def info_lines() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; with no ``argv``, the command line."""
+    from zmq_green import green_version
+
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="zmq-green",
         description="zmq_green: pyzmq for gevent. Tools to measure it and to run devices.",
     )
+    parser.add_argument("--version", action="version", version=f"zmq_green {green_version}")
     parser.add_argument(
         "command",
         choices=sorted(SUBCOMMANDS),

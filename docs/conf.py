@@ -7,6 +7,7 @@ Build it with ``python -m sphinx -W -n --keep-going -b html docs docs/_build/htm
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from typing import TYPE_CHECKING
 
@@ -32,8 +33,6 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 napoleon_google_docstring = False
-napoleon_numpy_docstring = True
-
 napoleon_preprocess_types = True
 # Words of numpydoc type specs ("callable", "sequence of str") that are no class names.
 napoleon_type_aliases = {"callable": "collections.abc.Callable", "sequence": "collections.abc.Sequence"}
@@ -60,7 +59,7 @@ def _locate(name: str, module: str | None, cls: str | None) -> tuple[object, str
         for i in range(len(parts), 0, -1):
             try:
                 obj: object = importlib.import_module(".".join(parts[:i]))
-            except ImportError:
+            except (ImportError, ValueError):  # ValueError: an empty name, from ".name"
                 continue
             canonical = ".".join(parts[:i])
             try:
@@ -79,9 +78,12 @@ def _locate(name: str, module: str | None, cls: str | None) -> tuple[object, str
 
 
 def _resolve(app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: Element) -> Element | None:
-    """Link a name to where its object is documented: zmq_green's names reach
-    objects by the paths users write (``zmq_green.Socket``, ``zmq_green.proxy``),
-    and the docs document each object once, in the module that defines it."""
+    """Link a name to where its object is documented.
+
+    Docstrings name objects by the paths users write (``zmq_green.Socket``,
+    ``zmq_green.proxy``); the docs document each object once, in the module that
+    defines it.
+    """
     if node["refdomain"] != "py":
         return None
     found = _locate(node["reftarget"], node.get("py:module"), node.get("py:class"))
@@ -92,15 +94,23 @@ def _resolve(app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: E
 
 
 def _external(app: Sphinx, domain: Domain, node: pending_xref) -> bool | None:
-    """No intersphinx: the build must work without a network (CI reaches only package
+    """Leave a name defined outside zmq_green unlinked, without a warning.
+
+    No intersphinx: the build must work without a network (CI reaches only package
     registries), so names documented elsewhere (Python's, pyzmq's, gevent's...) have
-    nothing to link to. A name whose object is defined outside zmq_green is left
-    unlinked without a warning; nitpicky mode still flags every name of zmq_green
-    that leads nowhere."""
+    nothing to link to. Nitpicky mode still flags every name of zmq_green that leads
+    nowhere.
+    """
     if domain is None or domain.name != "py":
         return None
-    found = _locate(node["reftarget"], node.get("py:module"), node.get("py:class"))
-    return True if found and not found[1].startswith("zmq_green") else None
+    target = node["reftarget"]
+    found = _locate(target, node.get("py:module"), node.get("py:class"))
+    if found is not None:
+        return True if not found[1].startswith("zmq_green") else None
+    # Not importable here (zmq.eventloop needs tornado, which the docs extra leaves out):
+    # external if it is under a package other than zmq_green.
+    top = target.split(".")[0]
+    return True if "." in target and top != "zmq_green" and importlib.util.find_spec(top) else None
 
 
 # Docstrings that lead nowhere, left as they are until they are fixed where they are:
@@ -125,7 +135,3 @@ nitpick_ignore = [
 def setup(app: Sphinx) -> None:
     app.connect("missing-reference", _resolve)
     app.connect("warn-missing-reference", _external)
-
-
-html_theme = "alabaster"
-html_title = f"zmq_green {release}"

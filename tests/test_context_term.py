@@ -33,6 +33,10 @@ ROUNDS = """
 import os, signal, socket, threading, time
 import gevent, zmq_green as zmq
 
+# Python leaves SIGINT ignored when it starts with it ignored (a background job of a
+# non-interactive shell, and its children): the test needs KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 def native_threads():
     return len(os.listdir("/proc/self/task"))
 

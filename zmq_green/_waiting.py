@@ -413,8 +413,9 @@ class SocketWaits:
         self.overtaken = {POLLIN: 0, POLLOUT: 0}
         #: A recheck is scheduled for the hub's next turn.
         self.poked = False
-        #: Readings that were news (woke with READY), and their number when a
-        #: safety timeout last woke the waiters with RESCUED (see :meth:`missed`).
+        #: News seen on the socket (its fd fired, a reading woke with READY, a check
+        #: found a signal pending), and its count when a safety timeout last read
+        #: ``EVENTS`` (see :meth:`missed`).
         self.news = 0
         self.rescued_at = -1
 

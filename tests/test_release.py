@@ -9,35 +9,19 @@ file or a missing one.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import run_online as run
 
 from zmq_green._version import __version__, release
 
 ROOT = Path(__file__).resolve().parent.parent
-# What pip and build say when they cannot reach the package index.
-OFFLINE = re.compile(
-    r"NewConnectionError|Temporary failure in name resolution|Network is unreachable|ProxyError"
-)
-
-
-def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """*args* in *cwd*; on failure, skip if the package index is out of reach outside CI."""
-    proc = subprocess.run(
-        args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-    )
-    if proc.returncode != 0 and not os.environ.get("CI") and OFFLINE.search(proc.stdout + proc.stderr):
-        pytest.skip(f"the package index is out of reach: {args[:4]}")
-    assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 def tracked(prefix: str = "") -> set[str]:

@@ -10,7 +10,6 @@ so the README's one test command covers the oldest releases as well as the newes
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_online as run
 
 from zmq_green._version import REQUIRED, __version__, release
 
@@ -31,10 +31,6 @@ CORE = [
     "test_readiness.py",
     "test_wakeups.py",
 ]
-# What pip says when it cannot reach the package index.
-OFFLINE = re.compile(
-    r"NewConnectionError|Temporary failure in name resolution|Network is unreachable|ProxyError"
-)
 
 
 def pins() -> dict[str, str]:
@@ -140,17 +136,6 @@ def test_an_old_pyzmq_or_gevent_fails_the_import_naming_what_is_needed(
 def test_the_oldest_supported_releases_themselves_are_accepted() -> None:
     proc = import_with(zmq=REQUIRED["pyzmq"], gevent=REQUIRED["gevent"])
     assert proc.returncode == 0, proc.stderr
-
-
-def run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """*args* in *cwd*; on failure, skip if the package index is out of reach outside CI."""
-    proc = subprocess.run(
-        args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-    )
-    if proc.returncode != 0 and not os.environ.get("CI") and OFFLINE.search(proc.stdout + proc.stderr):
-        pytest.skip(f"the package index is out of reach: {args[:4]}")
-    assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 @pytest.mark.timeout(420)

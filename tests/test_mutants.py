@@ -367,3 +367,21 @@ def test_a_last_frame_that_waited_for_room_is_tracked(ctx: zmq_green.Context) ->
     assert isinstance(tracker, zmq.MessageTracker)
     assert sub.recv_multipart() == [b"a0", b"a1" * 50_000]
     tracker.wait(HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+def test_the_greenlet_finishing_an_interrupted_multipart_copies_its_frames(ctx: zmq_green.Context) -> None:
+    """Killed while its second frame waits for room, the sender leaves the rest of the
+    message to a greenlet of its own, which sends it as the caller asked: copied."""
+    xpub, sub = xpub_with_room_for_one(ctx)
+    big = bytearray(b"x" * 100_000)  # above copy_threshold: copy=False would share the buffer
+    before = waits()
+    sender = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", big, big], 1, xpub))
+    until(lambda: waits() > before)  # "a0" went, the second frame waits for room
+    sender.kill()
+    finisher = xpub._waits.held
+    assert isinstance(finisher, gevent.Greenlet)
+    assert [sub.recv_multipart() for _ in range(2)] == [[b"before-0"], [b"before-1"]]
+    assert finisher.join(HANG_GUARD) is None and finisher.dead
+    big[:5] = b"later"
+    assert [bytes(f[:5]) for f in sub.recv_multipart()] == [b"a0", b"xxxxx", b"xxxxx"]

@@ -6,7 +6,8 @@
 # itself: mutmut writes its mutants/ there. Each mutant runs only the tests of the
 # selection below that call the mutated function (-x, a 10 s per-test timeout
 # unless a test asks for more), in a child of a fork server (gevent is not
-# fork-safe), one at a time. A hung mutant fails its test by that timeout.
+# fork-safe), $MUTATION_CHILDREN at a time (default 1; 2 on two otherwise idle
+# cores). A hung mutant fails its test by that timeout.
 #
 #   tools/mutation.sh                              all four modules
 #   tools/mutation.sh 'zmq_green._waiting.*'       a subset, by mutant name glob
@@ -61,5 +62,5 @@ use_git_change_detection = false
 track_dependencies = false
 TOML
 cd "$work"
-"$root/.venv/bin/mutmut" run --max-children 1 "$@"
+"$root/.venv/bin/mutmut" run --max-children "${MUTATION_CHILDREN:-1}" "$@"
 "$root/.venv/bin/mutmut" results

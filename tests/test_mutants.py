@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 import zmq_green
-from tests.conftest import outcome, pair, run_script, until
+from tests.conftest import outcome, pair, until
 from tests.test_socket import LowersHwmBeforeFrame, xpub_with_room_for_one
 from zmq_green import _waiting
 
@@ -120,12 +120,19 @@ def test_a_completed_held_multipart_leaves_both_fast_paths_open(ctx: zmq_green.C
     until(lambda: waits() > before)  # "a0" went, "a1" waits for room: the send side is held
     assert [sub.recv_multipart() for _ in range(3)] == [[b"before-0"], [b"before-1"], [b"a0", b"a1", b"a2"]]
     sender.get(timeout=HANG_GUARD)
-    # Nobody waits any more: calls in either direction take the fast path, DONTWAIT included.
+    # Nobody waits any more: calls in either direction take the fast path, DONTWAIT or not
+    # (a blocking call that found its line closed would wait for a signal that never comes,
+    # and be found by the safety net: a rescue).
     xpub.send(b"after", zmq.DONTWAIT)
     assert sub.recv() == b"after"
+    until(lambda: bool(zmq.Socket.get(xpub, zmq.EVENTS) & zmq.POLLOUT))
+    xpub.send(b"blocking")
+    assert sub.recv() == b"blocking"
     sub.subscribe(b"t")
+    sub.subscribe(b"u")
     until(lambda: bool(zmq.Socket.get(xpub, zmq.EVENTS) & zmq.POLLIN))
     assert xpub.recv(zmq.DONTWAIT) == b"\x01t"
+    assert xpub.recv() == b"\x01u"
 
 
 # -- shadows ---------------------------------------------------------------------
@@ -181,13 +188,15 @@ def test_default_busy_poll_spins_only_with_another_cpu(
     assert _waiting._default_busy_poll() == expected
 
 
+@pytest.mark.timeout(10)
 def test_busy_polling_keeps_no_loop_running() -> None:
-    """A long busy-poll still lets the hub's loop end when nothing else is left to do."""
-    proc = run_script(
-        """
-        import gevent, zmq
-        import zmq_green
+    """A long busy-poll still lets the hub's loop end when nothing else is left to do.
 
+    In a thread of its own, so that its hub is new (and its busy-poll watcher made there).
+    """
+    ended: list[bool] = []
+
+    def in_thread() -> None:
         ctx = zmq_green.Context()
         a, b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
         a.bind("inproc://busy")
@@ -197,10 +206,14 @@ def test_busy_polling_keeps_no_loop_running() -> None:
         gevent.sleep(0)  # the reader waits, busy-polling for a minute
         b.send(b"x")
         assert reader.get() == b"x"
-        print(gevent.get_hub().join(timeout=2))
-        """
-    )
-    assert proc.stdout.split() == ["True"]
+        ended.append(gevent.get_hub().join(timeout=2))
+        ctx.destroy(linger=0)
+        gevent.get_hub().destroy(destroy_loop=True)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert ended == [True]
 
 
 def test_reset_stats_zeroes_every_counter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -385,3 +398,213 @@ def test_the_greenlet_finishing_an_interrupted_multipart_copies_its_frames(ctx: 
     assert finisher.join(HANG_GUARD) is None and finisher.dead
     big[:5] = b"later"
     assert [bytes(f[:5]) for f in sub.recv_multipart()] == [b"a0", b"xxxxx", b"xxxxx"]
+
+
+# -- Poller: raw fds outside the hub's two directions ------------------------------
+
+
+def later(seconds: float, action: Any) -> threading.Timer:
+    """Run *action* in a plain thread after *seconds* (while the hub blocks in a poll)."""
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    yield client, server
+    client.close()
+    server.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_raw_fd_asked_for_pollpri_and_pollin_wakes_on_ordinary_data(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    client, server = tcp_pair
+    poller = zmq_green.Poller()
+    poller.safety_timeout = None  # only the watch over the fd may find it
+    poller.register(server, zmq.POLLIN | zmq.POLLPRI)
+    timer = later(0.05, lambda: client.send(b"ordinary"))
+    start = time.monotonic()
+    assert poller.poll(HANG_GUARD * 1000) == [(server.fileno(), zmq.POLLIN)]
+    timer.join()
+    assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
+
+
+@pytest.mark.timeout(10)
+def test_a_raw_fd_asked_for_pollpri_and_pollout_wakes_when_there_is_room(fd_pairs: Any) -> None:
+    _, _, full, full_peer = fd_pairs
+    poller = zmq_green.Poller()
+    poller.safety_timeout = None
+    poller.register(full, zmq.POLLOUT | zmq.POLLPRI)
+    assert poller.poll(20) == []
+
+    def drain() -> None:
+        full_peer.setblocking(False)
+        try:
+            while True:
+                full_peer.recv(1 << 20)
+        except BlockingIOError:
+            pass
+
+    timer = later(0.05, drain)
+    start = time.monotonic()
+    assert poller.poll(HANG_GUARD * 1000) == [(full.fileno(), zmq.POLLOUT)]
+    timer.join()
+    assert time.monotonic() - start < HANG_GUARD / 2
+
+
+@pytest.mark.timeout(10)
+def test_pollerr_alone_is_not_woken_by_urgent_data(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+    """Unread urgent data is no error either: the poll waits without spinning on it."""
+    client, server = tcp_pair
+    client.send(b"!", socket.MSG_OOB)
+    until(lambda: bool(zmq.zmq_poll([(server, zmq.POLLPRI)], 0)))
+    poller = zmq_green.Poller()
+    poller.register(server, zmq.POLLERR)
+    before = waits()
+    assert poller.poll(100) == []
+    assert waits() - before <= QUIET_WAITS, "the poll spun on urgent data"
+
+
+@pytest.mark.timeout(10)
+def test_pollerr_alone_wakes_on_a_hang_up_when_it_comes() -> None:
+    r, w = os.pipe()
+    try:
+        poller = zmq_green.Poller()
+        poller.safety_timeout = None
+        poller.register(r, zmq.POLLERR)
+        timer = later(0.05, lambda: os.close(w))
+        start = time.monotonic()
+        assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLERR)]
+        timer.join()
+        assert time.monotonic() - start < HANG_GUARD / 2
+    finally:
+        os.close(r)
+
+
+@pytest.mark.timeout(10)
+def test_pollpri_without_epoll_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    _, server = tcp_pair
+    monkeypatch.delattr(zmq_green.poll._select, "epoll")
+    poller = zmq_green.Poller()
+    poller.register(server, zmq.POLLPRI)
+    with pytest.raises(NotImplementedError, match=r"POLLPRI, or for POLLERR alone, needs epoll"):
+        poller.poll(10)
+
+
+@pytest.mark.timeout(10)
+def test_fd_0_is_watched_like_any_other() -> None:
+    """poll(2) skips negative fds only: 0 is a file like the rest (here a pipe put there)."""
+    saved = os.dup(0)
+    r, w = os.pipe()
+    try:
+        os.dup2(r, 0)
+        poller = zmq_green.Poller()
+        poller.safety_timeout = None
+        poller.register(0, zmq.POLLIN)
+        timer = later(0.05, lambda: os.write(w, b"x"))
+        start = time.monotonic()
+        assert poller.poll(HANG_GUARD * 1000) == [(0, zmq.POLLIN)]
+        timer.join()
+        assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, r, w):
+            os.close(fd)
+
+
+# -- select: timeouts and lists as pyzmq ----------------------------------------------
+
+
+@pytest.fixture(params=["zmq", "zmq_green"])
+def sel(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any, Any]]:
+    """(module, PAIR a, PAIR b): a connected pair of the module's sockets."""
+    mod = zmq if request.param == "zmq" else zmq_green
+    ctx = mod.Context()
+    a, b = pair(ctx, zmq.PAIR, zmq.PAIR)
+    yield mod, a, b
+    ctx.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_select_with_a_zero_timeout_returns_at_once_when_nothing_is_ready(sel: Any) -> None:
+    mod, a, _ = sel
+    assert mod.select([a], [], [], 0) == ([], [], [])
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("timeout", [None, -1, -0.5])
+def test_select_with_no_or_a_negative_timeout_waits_for_readiness(sel: Any, timeout: Any) -> None:
+    mod, a, b = sel
+    if mod is zmq:
+        timer = later(0.1, lambda: b.send(b"x"))  # sockets are not thread-safe: b is only used there
+    else:
+        timer = gevent.spawn_later(0.1, b.send, b"x")
+    assert mod.select([a], [], [], timeout) == ([a], [], [])
+    timer.join()
+
+
+@pytest.mark.timeout(10)
+def test_select_reports_each_socket_in_the_lists_it_was_given(sel: Any) -> None:
+    mod, a, b = sel
+    b.send(b"x")
+    until(lambda: bool(a.poll(0)))
+    # a is readable and writable, b writable: each is reported only for what was asked.
+    assert mod.select([b], [], [], 0) == ([], [], [])
+    assert mod.select([], [a], [], 0) == ([], [a], [])
+    assert mod.select([a], [], [], 0) == ([a], [], [])
+    assert mod.select([a], [a], [], 0) == ([a], [a], [])
+    assert mod.select([], [], [a], 0) == ([], [], [])
+
+
+@pytest.mark.timeout(10)
+def test_select_reports_a_hung_up_fd_in_the_error_list(mod: Any) -> None:
+    r, w = os.pipe()
+    try:
+        os.close(w)
+        assert mod.select([], [], [r], 0) == ([], [], [r])
+    finally:
+        os.close(r)
+
+
+@pytest.mark.timeout(10)
+def test_select_polls_for_the_timeout_in_whole_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As pyzmq's: ``int(timeout * 1000)``, so 0.0255 s is a 25 ms poll; none or a negative
+    one is -1, forever."""
+    asked: list[Any] = []
+    monkeypatch.setattr(zmq_green.Poller, "poll", lambda self, timeout=None: asked.append(timeout) or [])
+    for timeout in (0.0255, 2.5, None, -0.5):
+        zmq_green.select([], [], [], timeout)
+    assert asked == [25, 2500, -1, -1]
+
+
+# -- defaults -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_the_global_instance_has_one_io_thread_as_pyzmqs(mod: Any) -> None:
+    previous = mod.Context._instance
+    mod.Context._instance = None
+    try:
+        ctx = mod.Context.instance()
+        assert ctx.get(zmq.IO_THREADS) == 1
+        ctx.term()
+    finally:
+        mod.Context._instance = previous
+
+
+@pytest.mark.timeout(10)
+def test_recv_into_takes_float_flags_as_pyzmq(mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    push.send(b"abc")
+    buf = bytearray(8)
+    assert pull.recv_into(buf, flags=0.0) == 3
+    assert bytes(buf[:3]) == b"abc"

@@ -608,3 +608,30 @@ def test_recv_into_takes_float_flags_as_pyzmq(mod_ctx: Any) -> None:
     buf = bytearray(8)
     assert pull.recv_into(buf, flags=0.0) == 3
     assert bytes(buf[:3]) == b"abc"
+
+
+# -- who may try before a closed line -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("direction", "flags", "held", "may"),
+    [
+        (zmq.POLLIN, zmq.DONTWAIT, False, True),
+        (zmq.POLLIN, zmq.DONTWAIT, True, True),  # a half-sent message does not concern readers
+        (zmq.POLLOUT, zmq.DONTWAIT, False, True),  # takes the room there is, as in pyzmq
+        (zmq.POLLOUT, zmq.DONTWAIT, True, False),  # its frame would join the half-sent message
+        (zmq.POLLIN, 0, False, False),  # a call that would wait queues behind
+        (zmq.POLLOUT, 0, False, False),
+    ],
+)
+def test_only_dontwait_calls_try_before_a_closed_line_and_no_sender_while_one_is_held(
+    direction: int, flags: int, held: bool, may: bool
+) -> None:
+    from zmq_green.socket import _may_overtake
+
+    class Waits:
+        pass
+
+    waits = Waits()
+    waits.held = gevent.getcurrent() if held else None  # type: ignore[attr-defined]
+    assert _may_overtake(waits, int(direction), int(flags)) is may  # type: ignore[arg-type]

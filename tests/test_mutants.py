@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import gevent
@@ -544,10 +545,8 @@ def test_select_with_a_zero_timeout_returns_at_once_when_nothing_is_ready(sel: A
 @pytest.mark.parametrize("timeout", [None, -1, -0.5])
 def test_select_with_no_or_a_negative_timeout_waits_for_readiness(sel: Any, timeout: Any) -> None:
     mod, a, b = sel
-    if mod is zmq:
-        timer = later(0.1, lambda: b.send(b"x"))  # sockets are not thread-safe: b is only used there
-    else:
-        timer = gevent.spawn_later(0.1, b.send, b"x")
+    # pyzmq's select blocks the thread: b sends from another (it is used only there).
+    timer = later(0.1, lambda: b.send(b"x")) if mod is zmq else gevent.spawn_later(0.1, b.send, b"x")
     assert mod.select([a], [], [], timeout) == ([a], [], [])
     timer.join()
 
@@ -635,3 +634,97 @@ def test_only_dontwait_calls_try_before_a_closed_line_and_no_sender_while_one_is
     waits = Waits()
     waits.held = gevent.getcurrent() if held else None  # type: ignore[attr-defined]
     assert _may_overtake(waits, int(direction), int(flags)) is may  # type: ignore[arg-type]
+
+
+# -- send_multipart refuses what pyzmq refuses, in its words ---------------------------
+
+
+class Unbuffered:
+    """A frame that is no buffer, with a repr of a chosen length."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __repr__(self) -> str:
+        return "U" * self.length
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param([b"ok", Unbuffered(31)], id="repr-31"),
+        pytest.param([b"ok", Unbuffered(32)], id="repr-32"),
+        pytest.param([b"ok", b"ok", Unbuffered(33)], id="repr-33-third"),
+        pytest.param([Unbuffered(40), b"ok"], id="repr-40-first"),
+        pytest.param([], id="empty"),
+    ],
+)
+def test_send_multipart_refuses_what_pyzmq_refuses_in_its_words(parts: list[Any]) -> None:
+    outcomes = []
+    for mod in (zmq, zmq_green):
+        ctx = mod.Context()
+        push = ctx.socket(zmq.PUSH)
+        with pytest.raises(Exception) as info:
+            push.send_multipart(parts)
+        outcomes.append((type(info.value), str(info.value)))
+        ctx.destroy(linger=0)
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("frames", "kwargs", "tracked"),
+    [
+        pytest.param([b"a"], {"track": True}, False, id="copied-track"),  # a copy has nothing to track
+        pytest.param([b"b" * 100_000], {"copy": False}, False, id="single-untracked"),
+        pytest.param([b"b" * 100_000], {"copy": False, "track": True}, True, id="single-tracked"),
+        pytest.param([b"a", b"b" * 100_000], {"copy": False, "track": True}, True, id="two-tracked"),
+    ],
+)
+def test_send_multipart_returns_a_tracker_exactly_when_pyzmq_does(
+    mod_ctx: Any, frames: list[bytes], kwargs: dict[str, Any], tracked: bool
+) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    tracker = push.send_multipart(frames, **kwargs)
+    assert pull.recv_multipart() == frames
+    if not tracked:
+        assert tracker is None
+        return
+    assert isinstance(tracker, zmq.MessageTracker)
+    if mod_ctx.__class__.__module__.startswith("zmq_green"):
+        assert isinstance(tracker, zmq_green.MessageTracker)  # its wait() blocks only the caller
+    tracker.wait(HANG_GUARD)
+    assert tracker.done
+
+
+@pytest.mark.timeout(10)
+def test_send_multipart_copies_the_first_frame_too(mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    big = bytearray(b"x" * 100_000)  # above copy_threshold: copy=False would share the buffer
+    push.send_multipart([big, b"tail"])
+    big[:5] = b"later"
+    assert [bytes(f[:5]) for f in pull.recv_multipart()] == [b"xxxxx", b"tail"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "flags", [0.0, Fraction(0), zmq.DONTWAIT * 1.0], ids=["float", "Fraction", "dontwait-float"]
+)
+@pytest.mark.parametrize("frames", [[b"a"], [b"a", b"b"]], ids=["one-frame", "two-frames"])
+def test_send_multipart_takes_or_refuses_flags_that_are_no_int_as_pyzmq(
+    flags: Any, frames: list[bytes]
+) -> None:
+    """pyzmq converts them for the last frame, and refuses them (``SNDMORE | flags``) before it."""
+    outcomes = []
+    for mod in (zmq, zmq_green):
+        ctx = mod.Context()
+        pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+        try:
+            push.send_multipart(frames, flags=flags)
+        except Exception as e:
+            outcomes.append((type(e), str(e)))
+        else:
+            outcomes.append(pull.recv_multipart())
+        ctx.destroy(linger=0)
+    assert outcomes[0] == outcomes[1]

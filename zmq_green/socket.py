@@ -159,14 +159,16 @@ class Socket(zmq.Socket[_Recv_co]):
                 if len(rpart) > 32:
                     rpart = rpart[:32] + "..."
                 raise TypeError(f"Frame {i} ({rpart}) does not support the buffer interface.")
-        if flags.__class__ is not int:
-            flags = as_int(flags)
         if not isinstance(msg_parts, (list, tuple)):
             msg_parts[:-1]  # pyzmq slices the parts: what cannot be sliced fails as there
         last = len(msg_parts) - 1
         if last < 0:
             # pyzmq's own behaviour for an empty message
             raise IndexError("list index out of range")
+        if flags.__class__ is not int:
+            if last:
+                zmq.SNDMORE | flags  # pyzmq's frames before the last: refuses a float, as there
+            flags = as_int(flags)
         tracker = self.send(msg_parts[0], flags | SNDMORE if last else flags, copy=copy, track=track)
         if last:
             tracker = _send_rest(self, msg_parts, 1, flags, copy, track)

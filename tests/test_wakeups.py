@@ -6,6 +6,7 @@ safety timeout is 0.5 s in tests, and a rescue fails the test that caused it.
 
 from __future__ import annotations
 
+import os
 import random
 import select
 import time
@@ -307,6 +308,55 @@ def test_a_poller_on_a_late_hub_counts_no_rescue(ctx: zmq_green.Context) -> None
     push.send(b"x")
     time.sleep(0.3)  # the hub does not run: the poller's safety timer is due when it does
     assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
+
+
+def test_a_poller_on_a_late_hub_with_a_raw_fd_ready_counts_no_rescue() -> None:
+    r, w = os.pipe()
+    try:
+        poller = zmq_green.Poller()
+        poller.safety_timeout = 0.2
+        poller.register(r, zmq.POLLIN)
+        before = zmq_green.stats()["waits"]
+        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+        until(lambda: zmq_green.stats()["waits"] > before)
+        os.write(w, b"x")
+        time.sleep(0.3)  # the hub does not run: the poller's safety timer is due when it does
+        assert polling.get(timeout=HANG_GUARD) == [(r, zmq.POLLIN)]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.rescues_expected
+def test_a_pollers_missed_wakeup_is_rescued_by_its_safety_timeout_and_counted(ctx: zmq_green.Context) -> None:
+    """As for a socket's waiter: EVENTS read behind zmq_green's back eats the signal that
+    would wake the poll, and only its safety timeout finds the message (with a quiet raw
+    fd beside the socket, which explains nothing)."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    r, w = os.pipe()
+    try:
+        poller = zmq_green.Poller()
+        poller.safety_timeout = 0.1
+        poller.register(pull, zmq.POLLIN)
+        poller.register(r, zmq.POLLIN)
+        before = zmq_green.stats()
+        try:
+            polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+            until(lambda: zmq_green.stats()["waits"] > before["waits"])
+            push.send(b"missed")
+            assert zmq.Socket.get(pull, zmq.EVENTS) & zmq.POLLIN
+            start = time.monotonic()
+            assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
+            assert time.monotonic() - start < HANG_GUARD / 2  # found by the net, not at the timeout
+            after = zmq_green.stats()
+        finally:
+            zmq_green.reset_stats()  # the rescue was ours: no other test should count it
+        assert after["rescues"] - before["rescues"] == 1
+        assert after["safety_wakeups"] - before["safety_wakeups"] == 1
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def test_a_late_hub_with_a_recheck_pending_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:

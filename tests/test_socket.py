@@ -820,16 +820,18 @@ def test_missed_wakeup_is_rescued_by_the_safety_timeout_and_counted(ctx: zmq_gre
     pull.safety_timeout = 0.1
     before = zmq_green.stats()
     try:
-        reader = gevent.spawn(pull.recv)
-        until_waiting(before["waits"])
-        push.send(b"missed")
-        assert RawSocket.get(pull, zmq.EVENTS) & zmq.POLLIN
-        assert reader.get(timeout=HANG_GUARD) == b"missed"
+        for i in range(2):  # twice: each is counted
+            waits = zmq_green.stats()["waits"]
+            reader = gevent.spawn(pull.recv)
+            until_waiting(waits)
+            push.send(b"missed %d" % i)
+            assert RawSocket.get(pull, zmq.EVENTS) & zmq.POLLIN
+            assert reader.get(timeout=HANG_GUARD) == b"missed %d" % i
         after = zmq_green.stats()
     finally:
-        zmq_green.reset_stats()  # the rescue was ours: no other test should count it
-    assert after["rescues"] - before["rescues"] == 1
-    assert after["safety_wakeups"] - before["safety_wakeups"] == 1
+        zmq_green.reset_stats()  # the rescues were ours: no other test should count them
+    assert after["rescues"] - before["rescues"] == 2
+    assert after["safety_wakeups"] - before["safety_wakeups"] == 2
 
 
 # -- point: a socket handed to another native thread ---------------------------

@@ -276,6 +276,28 @@ def test_dontwait_after_poll_takes_what_is_ready_while_others_queue(ctx: zmq_gre
 # -- a late hub is no missed wake-up --------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_each_call_that_takes_a_waiters_signal_hands_it_on_every_time(
+    ctx: zmq_green.Context, transport: str
+) -> None:
+    """Round after round, a send through the socket a reader waits on takes the signal that
+    would wake it, and the recheck it schedules wakes it: never the safety net (which a
+    recheck left pending forever would also excuse as a late hub)."""
+    a, b = connected(ctx, zmq.PAIR, zmq.PAIR, transport)
+    before = zmq_green.stats()
+    for i in range(3):
+        waits = zmq_green.stats()["waits"]
+        reader = gevent.spawn(a.recv)
+        until(lambda: zmq_green.stats()["waits"] > waits)  # noqa: B023 - checked at once
+        b.send(b"%d" % i)
+        fd = a.get(zmq.FD)
+        select.select([fd], [], [], HANG_GUARD)  # the message's command is pending
+        a.send(b"through the same socket")  # processes it: the reader's signal is taken
+        assert reader.get(timeout=HANG_GUARD) == b"%d" % i
+        assert b.recv() == b"through the same socket"
+    assert zmq_green.stats()["safety_wakeups"] == before["safety_wakeups"]
+
+
 def test_a_late_hub_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:
     """The hub turns late (CPU work): a safety timer and the fd signal fall due in one turn,
     the timer first. The signal was pending, not missed: no rescue (the autouse check)."""

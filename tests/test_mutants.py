@@ -60,6 +60,7 @@ def test_poller_watches_a_raw_fd_only_for_the_directions_asked(fd_pairs: Any) ->
     second poll reuses the first one's watchers; then the fd that becomes writable does."""
     quiet, _, full, full_peer = fd_pairs
     poller = zmq_green.Poller()
+    poller.safety_timeout = None  # only the watch over the fds may find them
     poller.register(quiet.fileno(), zmq.POLLIN)
     poller.register(full, zmq.POLLOUT)  # an object with fileno(), not an int
     before = waits()
@@ -75,7 +76,9 @@ def test_poller_watches_a_raw_fd_only_for_the_directions_asked(fd_pairs: Any) ->
             full_peer.recv(1 << 20)
     except BlockingIOError:
         pass
+    start = time.monotonic()
     assert polling.get(timeout=HANG_GUARD) == [(full.fileno(), zmq.POLLOUT)]  # as pyzmq gives it
+    assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
 
 
 def test_poller_asked_for_pollpri_alone_is_not_woken_by_ordinary_data(fd_pairs: Any) -> None:
@@ -728,3 +731,32 @@ def test_send_multipart_takes_or_refuses_flags_that_are_no_int_as_pyzmq(
             outcomes.append(pull.recv_multipart())
         ctx.destroy(linger=0)
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.timeout(10)
+def test_one_fd_registered_twice_is_watched_for_both_masks() -> None:
+    """As its number and as an object with fileno(), for POLLIN and for POLLOUT: a poll
+    wakes for either (poll(2) sees both entries)."""
+    sock, peer = socket.socketpair()
+    sock.setblocking(False)
+    try:
+        try:
+            while True:
+                sock.send(b"x" * 65536)  # not writable, and nothing to read
+        except BlockingIOError:
+            pass
+        for first, second in ((zmq.POLLIN, zmq.POLLOUT), (zmq.POLLOUT, zmq.POLLIN)):
+            poller = zmq_green.Poller()
+            poller.safety_timeout = None
+            poller.register(sock.fileno(), first)
+            poller.register(sock, second)
+            assert poller.poll(20) == []
+            timer = later(0.05, lambda: peer.send(b"wake"))
+            start = time.monotonic()
+            assert poller.poll(HANG_GUARD * 1000) != []
+            timer.join()
+            assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
+            assert sock.recv(16) == b"wake"
+    finally:
+        sock.close()
+        peer.close()

@@ -760,3 +760,35 @@ def test_one_fd_registered_twice_is_watched_for_both_masks() -> None:
     finally:
         sock.close()
         peer.close()
+
+
+# -- a waiter is woken by readiness in its own direction only -------------------------
+
+
+@pytest.mark.timeout(10)
+def test_reads_on_a_socket_do_not_wake_its_blocked_writer() -> None:
+    """A DEALER's writer waits for room; 100 messages are read from the same socket, each
+    read followed by a recheck: the rechecks find POLLIN, not POLLOUT, and the writer
+    sleeps through them."""
+    ctx = zmq_green.Context()
+    try:
+        a, b = pair(ctx, zmq.DEALER, zmq.DEALER)
+        a.sndhwm = b.rcvhwm = 1
+        a.rcvhwm = b.sndhwm = 1000
+        for i in range(100):
+            b.send(b"%d" % i)
+        with pytest.raises(zmq.Again):
+            while True:
+                a.send(b"fill", zmq.DONTWAIT)
+        before = waits()
+        writer = gevent.spawn(a.send, b"waits for room")
+        until(lambda: waits() > before)
+        before = waits()
+        for i in range(100):
+            assert a.recv() == b"%d" % i  # ready: the fast path, and a recheck for the writer
+            gevent.sleep(0)  # the recheck runs
+        assert waits() - before <= QUIET_WAITS, "the writer was woken by readability"
+        assert not writer.ready()
+        writer.kill()
+    finally:
+        ctx.destroy(linger=0)

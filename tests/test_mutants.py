@@ -745,6 +745,7 @@ def test_one_fd_registered_twice_is_watched_for_both_masks() -> None:
                 sock.send(b"x" * 65536)  # not writable, and nothing to read
         except BlockingIOError:
             pass
+        safety_wakeups = zmq_green.stats()["safety_wakeups"]
         for first, second in ((zmq.POLLIN, zmq.POLLOUT), (zmq.POLLOUT, zmq.POLLIN)):
             poller = zmq_green.Poller()
             poller.safety_timeout = None
@@ -757,6 +758,7 @@ def test_one_fd_registered_twice_is_watched_for_both_masks() -> None:
             timer.join()
             assert time.monotonic() - start < HANG_GUARD / 2  # hang guard: not found at the timeout
             assert sock.recv(16) == b"wake"
+        assert zmq_green.stats()["safety_wakeups"] == safety_wakeups  # woken as ready, not by a net
     finally:
         sock.close()
         peer.close()
@@ -792,3 +794,24 @@ def test_reads_on_a_socket_do_not_wake_its_blocked_writer() -> None:
         writer.kill()
     finally:
         ctx.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("kwargs", "frames", "tracked"),
+    [
+        pytest.param({}, False, False, id="default"),
+        pytest.param({"copy": False}, True, False, id="frames"),
+        pytest.param({"copy": False, "track": True}, True, True, id="tracked-frames"),
+    ],
+)
+def test_recv_multipart_gives_every_part_as_asked(
+    mod_ctx: Any, kwargs: dict[str, Any], frames: bool, tracked: bool
+) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    push.send_multipart([b"a", b"b", b"c"])
+    parts = pull.recv_multipart(**kwargs)
+    assert [bytes(p) for p in parts] == [b"a", b"b", b"c"]
+    assert [isinstance(p, zmq.Frame) for p in parts] == [frames] * 3
+    if frames:
+        assert [p.tracker is not None for p in parts] == [tracked] * 3

@@ -384,6 +384,40 @@ def test_a_pollers_missed_wakeup_is_rescued_by_its_safety_timeout_and_counted(ct
         os.close(w)
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.rescues_expected
+def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
+    ctx: zmq_green.Context,
+) -> None:
+    """A poller (no net of its own) and a writer wait on one DEALER; the poller's signal is
+    eaten behind zmq_green's back. The writer's safety timeout reads EVENTS, finds POLLIN,
+    and wakes the poller as a rescue: the poller reports the socket, and the rescue is
+    counted once (the writer's own try still fails: no rescue of its own)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    with pytest.raises(zmq.Again):
+        while True:
+            a.send(b"fill", zmq.DONTWAIT)
+    a.safety_timeout = 0.1
+    poller = zmq_green.Poller()
+    poller.safety_timeout = None
+    poller.register(a, zmq.POLLIN)
+    before = zmq_green.stats()
+    try:
+        writer = gevent.spawn(outcome, a.send, b"waits for room")
+        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+        until(lambda: zmq_green.stats()["waits"] >= before["waits"] + 2)
+        b.send(b"for the poller")
+        assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the poller's signal, eaten
+        start = time.monotonic()
+        assert polling.get(timeout=HANG_GUARD) == [(a, zmq.POLLIN)]
+        assert time.monotonic() - start < HANG_GUARD / 2  # found by the writer's net
+        after = zmq_green.stats()
+        writer.kill()
+    finally:
+        zmq_green.reset_stats()  # the rescue was ours: no other test should count it
+    assert after["rescues"] - before["rescues"] == 1
+
+
 def test_a_late_hub_with_a_recheck_pending_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:
     """A call takes the reader's signal and schedules the recheck that will wake it; the hub
     turns late, and (on libuv, which runs timers first) the reader's safety timer comes before

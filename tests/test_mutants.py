@@ -815,3 +815,34 @@ def test_recv_multipart_gives_every_part_as_asked(
     assert [isinstance(p, zmq.Frame) for p in parts] == [frames] * 3
     if frames:
         assert [p.tracker is not None for p in parts] == [tracked] * 3
+
+
+# -- Poller.poll's timeout, as pyzmq's zmq_poll takes it ------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("timeout", [0, 0.9], ids=["zero", "under-a-millisecond"])
+def test_a_poll_that_cannot_wait_lets_no_other_greenlet_run(mod_ctx: Any, mod: Any, timeout: float) -> None:
+    """0, and a float under 1 (pyzmq takes whole milliseconds): a look, no wait, no switch."""
+    pull, _ = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    poller = mod.Poller()
+    poller.register(pull, zmq.POLLIN)
+    ran: list[int] = []
+    gevent.spawn(ran.append, 1)
+    assert poller.poll(timeout) == []
+    assert ran == []
+    gevent.sleep(0)
+    assert ran == [1]
+
+
+@pytest.mark.timeout(10)
+def test_a_poll_timeout_is_a_c_int_as_in_pyzmq(mod_ctx: Any, mod: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    push.send(b"ready")
+    until(lambda: bool(pull.poll(0)))
+    poller = mod.Poller()
+    poller.register(pull, zmq.POLLIN)
+    assert poller.poll(2**31 - 1) == [(pull, zmq.POLLIN)]  # the largest C int: accepted
+    with pytest.raises(OverflowError) as info:
+        poller.poll(2**31)
+    assert str(info.value) == "value too large to convert to int"

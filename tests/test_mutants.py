@@ -846,3 +846,65 @@ def test_a_poll_timeout_is_a_c_int_as_in_pyzmq(mod_ctx: Any, mod: Any) -> None:
     with pytest.raises(OverflowError) as info:
         poller.poll(2**31)
     assert str(info.value) == "value too large to convert to int"
+
+
+# -- send and recv: copy, track and flags as pyzmq ------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("data", "kwargs", "tracked"),
+    [
+        pytest.param(b"a", {}, False, id="default"),
+        pytest.param(b"a", {"track": True}, False, id="copied-track"),
+        pytest.param(b"b" * 100_000, {"copy": False}, False, id="untracked"),
+        pytest.param(b"b" * 100_000, {"copy": False, "track": True}, True, id="tracked"),
+    ],
+)
+def test_send_returns_a_tracker_exactly_when_pyzmq_does(
+    mod_ctx: Any, data: bytes, kwargs: dict[str, Any], tracked: bool
+) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    tracker = push.send(data, **kwargs)
+    assert pull.recv() == data
+    if not tracked:
+        assert tracker is None
+        return
+    assert isinstance(tracker, zmq.MessageTracker)
+    if mod_ctx.__class__.__module__.startswith("zmq_green"):
+        assert isinstance(tracker, zmq_green.MessageTracker)  # its wait() blocks only the caller
+    tracker.wait(HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+def test_send_copies_by_default(mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    big = bytearray(b"x" * 100_000)  # above copy_threshold: copy=False would share the buffer
+    push.send(big)
+    big[:5] = b"later"
+    assert pull.recv()[:5] == b"xxxxx"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("kwargs", "frame", "tracked"),
+    [
+        pytest.param({}, False, False, id="default"),
+        pytest.param({"copy": False}, True, False, id="frame"),
+        pytest.param({"copy": False, "track": True}, True, True, id="tracked-frame"),
+    ],
+)
+def test_recv_gives_what_was_asked(mod_ctx: Any, kwargs: dict[str, Any], frame: bool, tracked: bool) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    push.send(b"a")
+    got = pull.recv(**kwargs)
+    assert bytes(got) == b"a" and isinstance(got, zmq.Frame) is frame
+    if frame:
+        assert (got.tracker is not None) is tracked
+
+
+@pytest.mark.timeout(10)
+def test_send_and_recv_take_float_flags_as_pyzmq(mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    push.send(b"a", flags=0.0)
+    assert pull.recv(flags=0.0) == b"a"

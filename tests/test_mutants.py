@@ -908,3 +908,21 @@ def test_send_and_recv_take_float_flags_as_pyzmq(mod_ctx: Any) -> None:
     pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
     push.send(b"a", flags=0.0)
     assert pull.recv(flags=0.0) == b"a"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kwargs", [{"routing_id": 1}, {"group": "g"}, {"routing_id": 1, "group": "g"}])
+def test_send_with_a_routing_id_or_group_does_what_pyzmqs_does(kwargs: dict[str, Any]) -> None:
+    """Without libzmq's DRAFT API, pyzmq refuses both; with it, they label the frame."""
+    outcomes = []
+    for mod in (zmq, zmq_green):
+        ctx = mod.Context()
+        pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+        try:
+            push.send(b"x", **kwargs)
+        except Exception as e:
+            outcomes.append((type(e), str(e)))
+        else:
+            outcomes.append(pull.recv())
+        ctx.destroy(linger=0)
+    assert outcomes[0] == outcomes[1]

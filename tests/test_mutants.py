@@ -21,6 +21,7 @@ import zmq
 
 import zmq_green
 from tests.conftest import outcome, pair, until
+from tests.test_poll import later
 from tests.test_socket import LowersHwmBeforeFrame, xpub_with_room_for_one
 from zmq_green import _waiting
 
@@ -407,13 +408,6 @@ def test_the_greenlet_finishing_an_interrupted_multipart_copies_its_frames(ctx: 
 # -- Poller: raw fds outside the hub's two directions ------------------------------
 
 
-def later(seconds: float, action: Any) -> threading.Timer:
-    """Run *action* in a plain thread after *seconds* (while the hub blocks in a poll)."""
-    timer = threading.Timer(seconds, action)
-    timer.start()
-    return timer
-
-
 @pytest.fixture
 def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     listener = socket.create_server(("127.0.0.1", 0))
@@ -675,6 +669,18 @@ def test_send_multipart_refuses_what_pyzmq_refuses_in_its_words(parts: list[Any]
     assert outcomes[0] == outcomes[1]
 
 
+def assert_tracker(mod_ctx: Any, tracker: Any, tracked: bool) -> None:
+    """*tracker* is None, or (if *tracked*) pyzmq's or zmq_green's tracker, and done."""
+    if not tracked:
+        assert tracker is None
+        return
+    assert isinstance(tracker, zmq.MessageTracker)
+    if mod_ctx.__class__.__module__.startswith("zmq_green"):
+        assert isinstance(tracker, zmq_green.MessageTracker)  # its wait() blocks only the caller
+    tracker.wait(HANG_GUARD)
+    assert tracker.done
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     ("frames", "kwargs", "tracked"),
@@ -691,14 +697,7 @@ def test_send_multipart_returns_a_tracker_exactly_when_pyzmq_does(
     pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
     tracker = push.send_multipart(frames, **kwargs)
     assert pull.recv_multipart() == frames
-    if not tracked:
-        assert tracker is None
-        return
-    assert isinstance(tracker, zmq.MessageTracker)
-    if mod_ctx.__class__.__module__.startswith("zmq_green"):
-        assert isinstance(tracker, zmq_green.MessageTracker)  # its wait() blocks only the caller
-    tracker.wait(HANG_GUARD)
-    assert tracker.done
+    assert_tracker(mod_ctx, tracker, tracked)
 
 
 @pytest.mark.timeout(10)
@@ -867,13 +866,7 @@ def test_send_returns_a_tracker_exactly_when_pyzmq_does(
     pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
     tracker = push.send(data, **kwargs)
     assert pull.recv() == data
-    if not tracked:
-        assert tracker is None
-        return
-    assert isinstance(tracker, zmq.MessageTracker)
-    if mod_ctx.__class__.__module__.startswith("zmq_green"):
-        assert isinstance(tracker, zmq_green.MessageTracker)  # its wait() blocks only the caller
-    tracker.wait(HANG_GUARD)
+    assert_tracker(mod_ctx, tracker, tracked)
 
 
 @pytest.mark.timeout(10)

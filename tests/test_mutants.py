@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -636,6 +636,23 @@ def test_only_dontwait_calls_try_before_a_closed_line_and_no_sender_while_one_is
 # -- send_multipart refuses what pyzmq refuses, in its words ---------------------------
 
 
+def in_both(use: Callable[[Any, Any], Any]) -> Any:
+    """``use(pull, push)`` on a connected PULL/PUSH pair of pyzmq's, then of zmq_green's:
+    what it returned or (type, words) of what it raised, the same for both."""
+    outcomes = []
+    for mod in (zmq, zmq_green):
+        ctx = mod.Context()
+        pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+        try:
+            outcomes.append(use(pull, push))
+        except Exception as e:
+            outcomes.append((type(e), str(e)))
+        finally:
+            ctx.destroy(linger=0)
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0]
+
+
 class Unbuffered:
     """A frame that is no buffer, with a repr of a chosen length."""
 
@@ -658,15 +675,8 @@ class Unbuffered:
     ],
 )
 def test_send_multipart_refuses_what_pyzmq_refuses_in_its_words(parts: list[Any]) -> None:
-    outcomes = []
-    for mod in (zmq, zmq_green):
-        ctx = mod.Context()
-        push = ctx.socket(zmq.PUSH)
-        with pytest.raises(Exception) as info:
-            push.send_multipart(parts)
-        outcomes.append((type(info.value), str(info.value)))
-        ctx.destroy(linger=0)
-    assert outcomes[0] == outcomes[1]
+    outcome = in_both(lambda pull, push: push.send_multipart(parts))
+    assert isinstance(outcome, tuple) and issubclass(outcome[0], Exception), outcome  # refused
 
 
 def assert_tracker(mod_ctx: Any, tracker: Any, tracked: bool) -> None:
@@ -718,18 +728,7 @@ def test_send_multipart_takes_or_refuses_flags_that_are_no_int_as_pyzmq(
     flags: Any, frames: list[bytes]
 ) -> None:
     """pyzmq converts them for the last frame, and refuses them (``SNDMORE | flags``) before it."""
-    outcomes = []
-    for mod in (zmq, zmq_green):
-        ctx = mod.Context()
-        pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
-        try:
-            push.send_multipart(frames, flags=flags)
-        except Exception as e:
-            outcomes.append((type(e), str(e)))
-        else:
-            outcomes.append(pull.recv_multipart())
-        ctx.destroy(linger=0)
-    assert outcomes[0] == outcomes[1]
+    in_both(lambda pull, push: (push.send_multipart(frames, flags=flags), pull.recv_multipart()))
 
 
 @pytest.mark.timeout(10)
@@ -907,15 +906,4 @@ def test_send_and_recv_take_float_flags_as_pyzmq(mod_ctx: Any) -> None:
 @pytest.mark.parametrize("kwargs", [{"routing_id": 1}, {"group": "g"}, {"routing_id": 1, "group": "g"}])
 def test_send_with_a_routing_id_or_group_does_what_pyzmqs_does(kwargs: dict[str, Any]) -> None:
     """Without libzmq's DRAFT API, pyzmq refuses both; with it, they label the frame."""
-    outcomes = []
-    for mod in (zmq, zmq_green):
-        ctx = mod.Context()
-        pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
-        try:
-            push.send(b"x", **kwargs)
-        except Exception as e:
-            outcomes.append((type(e), str(e)))
-        else:
-            outcomes.append(pull.recv())
-        ctx.destroy(linger=0)
-    assert outcomes[0] == outcomes[1]
+    in_both(lambda pull, push: (push.send(b"x", **kwargs), pull.recv()))

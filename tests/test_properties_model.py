@@ -704,9 +704,9 @@ class Run:
         deadline, done = time.monotonic() + SETTLE_SECONDS, -1
         while done < len(self.calls) and time.monotonic() < deadline:
             gevent.sleep(0.001)
-            if sum(c.done for c in self.calls) != done:  # progress: as long again
-                done = sum(c.done for c in self.calls)
-                deadline = time.monotonic() + SETTLE_SECONDS
+            now = sum(c.done for c in self.calls)
+            if now != done:  # progress: as long again
+                done, deadline = now, time.monotonic() + SETTLE_SECONDS
         for call in self.calls:
             problem = self.judge(call)
             assert problem is None, f"[{call.number}] {call.step}: {problem}"

@@ -366,3 +366,94 @@ def drain(sock: Any) -> int:
         except zmq.Again:
             return received
         received += 1
+
+
+@pytest.fixture
+def tries(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bool]]:
+    """Every send zmq_green makes, as (data, succeeded), in order."""
+    made: list[tuple[bytes, bool]] = []
+    real = zmq_green.socket._send
+
+    def counted(sock: Any, data: Any, *args: Any) -> Any:
+        try:
+            result = real(sock, data, *args)
+        except zmq.Again:
+            made.append((bytes(data), False))
+            raise
+        made.append((bytes(data), True))
+        return result
+
+    monkeypatch.setattr(zmq_green.socket, "_send", counted)
+    return made
+
+
+def test_a_lied_to_sender_tries_twice_per_safety_wakeup(nodrop: tuple[Any, Any], tries: list[Any]) -> None:
+    """After news (here: its safety wake-ups) a waiter that EVENTS calls ready tries twice.
+
+    The first failure may be honest (a message came while it failed, and our own
+    reading took its signal); the second makes it lied to, and it blocks until
+    the next news. A parked reader makes the sender not alone (so it reads
+    EVENTS); its net (read when its call starts) is long, so it never wakes.
+    """
+    pub, sub = nodrop
+    fill(pub, b"x")
+    pub.safety_timeout = 60
+    parked = gevent.spawn(outcome, pub.recv)
+    until(lambda: len(pub._waits.readers) == 1)
+    pub.safety_timeout = 0.05
+    tries.clear()
+    start = zmq_green.stats()["safety_wakeups"]
+    sender = gevent.spawn(pub.send, b"s")
+    until(lambda: zmq_green.stats()["safety_wakeups"] - start >= 4)
+    # Whenever this greenlet runs the sender is blocked: its fast path and its
+    # first try, then two per safety wake-up.
+    wakeups = zmq_green.stats()["safety_wakeups"] - start
+    assert tries == [(b"s", False)] * (2 + 2 * wakeups)
+    while sub.recv() != b"s":
+        pass
+    sender.get(timeout=5)
+    assert tries[-1] == (b"s", True)
+    parked.kill()
+
+
+def test_lied_to_senders_try_a_bounded_number_of_times_per_piece_of_news(
+    nodrop: tuple[Any, Any], tries: list[Any]
+) -> None:
+    """Three senders lied to by one XPUB: each piece of news costs each two to four tries.
+
+    Two, because news may be what lets it send (see above); at most two more,
+    because a reading after a failed try inside a wait is no news: it may wake a
+    lied-to waiter once (its credit), then not again until news, so the senders
+    never keep waking one another. News here is a send from outside the wait.
+    """
+    pub, sub = nodrop
+    fill(pub, b"x")
+    parked = gevent.spawn(outcome, pub.recv)
+    pub.safety_timeout = 60  # no safety wake-up: the news below is all there is
+    names = (b"a", b"b", b"c")
+    senders = []
+    for arrived, name in enumerate(names):
+        before = len(tries)
+        senders.append(gevent.spawn(outcome, pub.send, name))
+        until(lambda: len(pub._waits.writers) == arrived + 1 and all(e.lied for e in pub._waits.writers))
+        # Its fast path (news for the others) and first try; then two to four
+        # each for the others, and up to two for its own credit.
+        made = tries[before:]
+        assert made[:2] == [(name, False)] * 2
+        for other in names[:arrived]:
+            assert 2 <= made.count((other, False)) <= 4, made
+        assert made.count((name, False)) <= 4, made
+    for _ in range(5):
+        before = len(tries)
+        with pytest.raises(zmq.Again):
+            pub.send(b"news", zmq.DONTWAIT)
+        gevent.sleep(0.02)  # the absence of further tries is what is checked
+        assert all(e.lied for e in pub._waits.writers)
+        made = tries[before:]
+        assert made[0] == (b"news", False)
+        for name in names:
+            assert 2 <= made.count((name, False)) <= 4, made
+        assert len(made) == 1 + sum(made.count((name, False)) for name in names)
+    for sender in senders:
+        sender.kill()
+    parked.kill()

@@ -392,6 +392,67 @@ def later(seconds: float, action: Any) -> threading.Timer:
     return timer
 
 
+def full_pair(mod: Any, mod_ctx: Any) -> tuple[Any, Any]:
+    """Two PAIR sockets over inproc, the first unable to send (its pipe is full)."""
+    a = mod_ctx.socket(zmq.PAIR)
+    b = mod_ctx.socket(zmq.PAIR)
+    a.linger = b.linger = 0
+    a.sndhwm = b.rcvhwm = 1
+    a.bind(f"inproc://full-{id(a)}")
+    b.connect(a.last_endpoint)
+    while True:
+        try:
+            a.send(b"fill", zmq.DONTWAIT)
+        except zmq.Again:
+            return a, b
+
+
+@pytest.mark.timeout(20)
+def test_a_socket_registered_with_its_shadow_is_reported_as_pyzmq(mod: Any, mod_ctx: Any) -> None:
+    """One libzmq socket registered through two objects, for different events: each as registered."""
+    a, b = full_pair(mod, mod_ctx)
+    shadow = mod.Socket.shadow(a.underlying)
+    names = {a: "a", shadow: "shadow"}
+    poller = mod.Poller()
+    poller.register(a, zmq.POLLIN)
+    poller.register(shadow, zmq.POLLOUT)
+    timer = later(0.05, lambda: b.send(b"x"))
+    assert named(poller.poll(HANG_GUARD * 1000), names) == [("a", zmq.POLLIN)]
+    timer.join()
+    assert a.recv() == b"x"
+    only_shadow = mod.Poller()
+    only_shadow.register(shadow, zmq.POLLIN)
+    timer = later(0.05, lambda: b.send(b"y"))
+    assert named(only_shadow.poll(HANG_GUARD * 1000), names) == [("shadow", zmq.POLLIN)]
+    timer.join()
+
+
+@pytest.mark.timeout(20)
+def test_a_poller_of_a_socket_and_its_shadow_wakes_for_either_beside_another_waiter(
+    ctx: zmq_green.Context,
+) -> None:
+    """The poller is one waiter of the socket, woken for all its objects' events.
+
+    With a sender blocked on the socket too, the socket's fd is read for the
+    waiters as a whole: a poller known only by the shadow's POLLOUT would miss
+    the POLLIN it polls through the original (a rescue, caught by the autouse
+    check). When it returns it leaves no waiter counted.
+    """
+    a, b = full_pair(zmq_green, ctx)
+    shadow = zmq_green.Socket.shadow(a.underlying)
+    sender = gevent.spawn(outcome, a.send, b"blocked")
+    until(lambda: len(a._waits.writers) == 1)
+    poller = zmq_green.Poller()
+    poller.register(a, zmq.POLLIN)
+    poller.register(shadow, zmq.POLLOUT)
+    assert poller.poll(10) == []
+    gevent.spawn_later(0.05, b.send, b"x")
+    assert poller.poll(HANG_GUARD * 1000) == [(a, zmq.POLLIN)]
+    assert a._waits.count == 1  # the sender alone
+    sender.kill()
+    assert a._waits.count == 0
+
+
 @pytest.mark.timeout(20)
 def test_pollerr_alone_on_a_readable_fd_waits_without_spinning(mod: Any, pipe: tuple[int, int]) -> None:
     """Unread data is no error: the poll lasts its timeout (zmq_green: blocked a handful of

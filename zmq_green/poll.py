@@ -78,6 +78,7 @@ class Poller(zmq.Poller):
     def __init__(self) -> None:
         super().__init__()
         self._split: tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]] | None = None
+        self._by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
@@ -93,11 +94,25 @@ class Poller(zmq.Poller):
         self._split = None
 
     def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
-        """The registrations split into (zmq socket waits, flags) and (fd or object, flags)."""
+        """The registrations split into (zmq socket waits, flags) and (fd or object, flags).
+
+        Objects over one libzmq socket (an original and its shadows) share its
+        waits: that is listed once, with all their flags, so that the poller is
+        woken for each of them and counted once among the socket's waiters.
+        """
         if self._split is None:
-            zsocks = [(waits_of(s), int(f)) for s, f in self.sockets if isinstance(s, _ZmqSocket)]
-            fds = [(s, int(f)) for s, f in self.sockets if not isinstance(s, _ZmqSocket)]
-            self._split = (zsocks, fds)
+            zsocks: dict[SocketWaits, int] = {}
+            fds: list[tuple[Any, int]] = []
+            by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
+            for s, f in self.sockets:
+                if isinstance(s, _ZmqSocket):
+                    waits = waits_of(s)
+                    zsocks[waits] = zsocks.get(waits, 0) | int(f)
+                    by_waits.setdefault(waits, []).append((s, f))
+                else:
+                    fds.append((s, int(f)))
+            self._split = (list(zsocks.items()), fds)
+            self._by_waits = by_waits
         return self._split
 
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]:
@@ -181,8 +196,7 @@ class Poller(zmq.Poller):
     ) -> list[tuple[Any, int]]:
         """``zmq_poll`` the sockets that fired, and the raw fds, in registration order."""
         if len(fired) == 1 and not fds:
-            waits, flags = fired[0]
-            items = [(waits.socket, flags)]
+            items = self._by_waits[fired[0][0]]  # as registered: the object may be a shadow
         else:
             seen = {waits for waits, _ in fired}
             items = [(s, f) for s, f in self.sockets if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]

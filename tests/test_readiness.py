@@ -426,7 +426,7 @@ def test_lied_to_senders_try_a_bounded_number_of_times_per_piece_of_news(
     lied-to waiter once (its credit), then not again until news, so the senders
     never keep waking one another. News here is a send from outside the wait.
     """
-    pub, sub = nodrop
+    pub, _ = nodrop
     fill(pub, b"x")
     parked = gevent.spawn(outcome, pub.recv)
     pub.safety_timeout = 60  # no safety wake-up: the news below is all there is
@@ -435,7 +435,7 @@ def test_lied_to_senders_try_a_bounded_number_of_times_per_piece_of_news(
     for arrived, name in enumerate(names):
         before = len(tries)
         senders.append(gevent.spawn(outcome, pub.send, name))
-        until(lambda: len(pub._waits.writers) == arrived + 1 and all(e.lied for e in pub._waits.writers))
+        until(lambda n=arrived + 1: len(pub._waits.writers) == n and all(e.lied for e in pub._waits.writers))
         # Its fast path (news for the others) and first try; then two to four
         # each for the others, and up to two for its own credit.
         made = tries[before:]

@@ -408,6 +408,52 @@ def full_pair(mod: Any, mod_ctx: Any) -> tuple[Any, Any]:
 
 
 @pytest.mark.timeout(20)
+def test_a_poll_woken_for_several_sockets_at_once_reports_them_all(
+    ctx: zmq_green.Context, pipe: tuple[int, int]
+) -> None:
+    """Sockets (and a pipe) found ready before the woken poll runs: all are reported.
+
+    Reading EVENTS through zmq_green passes what it finds on to the poll, which then
+    runs only when this greenlet yields: by then every socket has fired.
+    """
+    first, first_peer = pair(ctx, zmq.PULL, zmq.PUSH)
+    second, second_peer = pair(ctx, zmq.PULL, zmq.PUSH)
+    r, w = pipe
+    names = {first: "first", second: "second", r: "pipe"}
+    for registered in ([first, second], [first, r], [first, second, r]):
+        poller = zmq_green.Poller()
+        for sock in registered:
+            poller.register(sock, zmq.POLLIN)
+        before = waits()
+        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+        until_waiting(before)
+        os.write(w, b"z")
+        for sock, peer in ((first, first_peer), (second, second_peer)):
+            peer.send(b"x")
+            assert sock.get(zmq.EVENTS) & zmq.POLLIN
+        assert named(polling.get(timeout=HANG_GUARD), names) == sorted(
+            (names[s], zmq.POLLIN) for s in registered
+        )
+        first.recv()
+        second.recv()
+        os.read(r, 1)
+
+
+def test_a_poll_that_takes_a_readers_signal_passes_it_on(ctx: zmq_green.Context) -> None:
+    """poll(0) processes the command that would wake a reader of the same socket (zmq_poll
+    reads EVENTS): the reader must still be woken, not left to its safety net (a rescue)."""
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    before = waits()
+    reader = gevent.spawn(pull.recv)
+    until_waiting(before)
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    push.send(b"for the reader")  # pull's fd signals; the hub has not run
+    assert poller.poll(0) == [(pull, zmq.POLLIN)]
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+
+
+@pytest.mark.timeout(20)
 def test_a_socket_registered_with_its_shadow_is_reported_as_pyzmq(mod: Any, mod_ctx: Any) -> None:
     """One libzmq socket registered through two objects, for different events: each as registered."""
     a, b = full_pair(mod, mod_ctx)

@@ -392,7 +392,8 @@ def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
     """A poller (no net of its own) and a writer wait on one DEALER; the poller's signal is
     eaten behind zmq_green's back. The writer's safety timeout reads EVENTS, finds POLLIN,
     and wakes the poller as a rescue: the poller reports the socket, and the rescue is
-    counted once (the writer's own try still fails: no rescue of its own)."""
+    counted once (the writer's own try still fails: no rescue of its own). Twice: each
+    is counted."""
     a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
     with pytest.raises(zmq.Again):
         while True:
@@ -404,18 +405,71 @@ def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
     before = zmq_green.stats()
     try:
         writer = gevent.spawn(outcome, a.send, b"waits for room")
-        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
-        until(lambda: zmq_green.stats()["waits"] >= before["waits"] + 2)
-        b.send(b"for the poller")
-        assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the poller's signal, eaten
-        start = time.monotonic()
-        assert polling.get(timeout=HANG_GUARD) == [(a, zmq.POLLIN)]
-        assert time.monotonic() - start < HANG_GUARD / 2  # found by the writer's net
+        until(lambda: len(a._waits.writers) == 1)
+        for i in range(2):
+            polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+            until(lambda: bool(a._waits.pollers))
+            b.send(b"for the poller %d" % i)
+            assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the poller's signal, eaten
+            start = time.monotonic()
+            assert polling.get(timeout=HANG_GUARD) == [(a, zmq.POLLIN)]
+            assert time.monotonic() - start < HANG_GUARD / 2  # found by the writer's net
+            assert a.recv() == b"for the poller %d" % i
         after = zmq_green.stats()
+        writer.kill()
+    finally:
+        zmq_green.reset_stats()  # the rescues were ours: no other test should count them
+    assert after["rescues"] - before["rescues"] == 2
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.rescues_expected
+def test_a_readers_missed_wakeup_found_by_a_writers_net_is_counted_once(ctx: zmq_green.Context) -> None:
+    """A reader (a long net) and a writer (a short one) wait on one DEALER; the reader's
+    signal is eaten behind zmq_green's back. The writer's safety timeout reads EVENTS,
+    finds POLLIN and wakes the reader as a rescue: the reader gets its message, and the
+    rescue is counted once (the writer's own try still fails: no rescue of its own)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    with pytest.raises(zmq.Again):
+        while True:
+            a.send(b"fill", zmq.DONTWAIT)
+    before = zmq_green.stats()
+    try:
+        a.safety_timeout = None  # read when a call starts: the reader has no net
+        reader = gevent.spawn(a.recv)
+        until(lambda: len(a._waits.readers) == 1)
+        a.safety_timeout = 0.1
+        writer = gevent.spawn(outcome, a.send, b"waits for room")
+        until(lambda: len(a._waits.writers) == 1)
+        b.send(b"for the reader")
+        assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the reader's signal, eaten
+        assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+        after = zmq_green.stats()
+        assert not writer.ready()
         writer.kill()
     finally:
         zmq_green.reset_stats()  # the rescue was ours: no other test should count it
     assert after["rescues"] - before["rescues"] == 1
+
+
+def test_a_late_hub_whose_net_finds_another_waiter_ready_counts_no_rescue(ctx: zmq_green.Context) -> None:
+    """As above, but the message is for the reader, whose signal is pending (not eaten) when
+    the hub, late, runs the writer's safety timer first: that timer wakes the reader, which
+    missed nothing -- no rescue (the autouse check)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    with pytest.raises(zmq.Again):
+        while True:
+            a.send(b"fill", zmq.DONTWAIT)
+    a.safety_timeout = None
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.readers) == 1)
+    a.safety_timeout = 0.2
+    writer = gevent.spawn(outcome, a.send, b"waits for room")
+    until(lambda: len(a._waits.writers) == 1)
+    b.send(b"for the reader")  # a's fd signals
+    time.sleep(0.3)  # the hub does not run: the writer's safety timer is due when it does
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    writer.kill()
 
 
 def test_a_late_hub_with_a_recheck_pending_is_no_missed_wakeup(ctx: zmq_green.Context) -> None:

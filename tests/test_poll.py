@@ -453,6 +453,28 @@ def test_a_poll_that_takes_a_readers_signal_passes_it_on(ctx: zmq_green.Context)
     assert reader.get(timeout=HANG_GUARD) == b"for the reader"
 
 
+def test_a_poll_blocked_while_another_greenlet_changes_the_poller_keeps_what_it_started_with(
+    ctx: zmq_green.Context,
+) -> None:
+    """As pyzmq's zmq_poll keeps the list it was given: a socket unregistered (and the poller
+    re-read by another poll) while a poll waits on it is still that poll's -- reported, and
+    no spinning over a fired socket that the new registrations lack."""
+    first, first_peer = pair(ctx, zmq.PULL, zmq.PUSH)
+    second, _ = pair(ctx, zmq.PULL, zmq.PUSH)
+    poller = zmq_green.Poller()
+    poller.register(first, zmq.POLLIN)
+    before = waits()
+    polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+    until_waiting(before)
+    poller.unregister(first)
+    poller.register(second, zmq.POLLIN)
+    assert poller.poll(0) == []
+    first_peer.send(b"for the first poll")
+    assert polling.get(timeout=HANG_GUARD) == [(first, zmq.POLLIN)]
+    assert waits() - before <= QUIET_WAITS, "the poll spun"
+    assert poller.poll(0) == []  # the poller itself has moved on
+
+
 @pytest.mark.timeout(20)
 def test_a_socket_registered_with_its_shadow_is_reported_as_pyzmq(mod: Any, mod_ctx: Any) -> None:
     """One libzmq socket registered through two objects, for different events: each as registered."""

@@ -77,8 +77,7 @@ class Poller(zmq.Poller):
 
     def __init__(self) -> None:
         super().__init__()
-        self._split: tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]] | None = None
-        self._by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
+        self._split: _Registrations | None = None
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
@@ -93,26 +92,10 @@ class Poller(zmq.Poller):
     def _changed(self) -> None:
         self._split = None
 
-    def _registered(self) -> tuple[list[tuple[SocketWaits, int]], list[tuple[Any, int]]]:
-        """The registrations split into (zmq socket waits, flags) and (fd or object, flags).
-
-        Objects over one libzmq socket (an original and its shadows) share its
-        waits: that is listed once, with all their flags, so that the poller is
-        woken for each of them and counted once among the socket's waiters.
-        """
+    def _registered(self) -> _Registrations:
+        """The registrations as a poll starting now uses them (made once per change)."""
         if self._split is None:
-            zsocks: dict[SocketWaits, int] = {}
-            fds: list[tuple[Any, int]] = []
-            by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
-            for s, f in self.sockets:
-                if isinstance(s, _ZmqSocket):
-                    waits = waits_of(s)
-                    zsocks[waits] = zsocks.get(waits, 0) | int(f)
-                    by_waits.setdefault(waits, []).append((s, f))
-                else:
-                    fds.append((s, int(f)))
-            self._split = (list(zsocks.items()), fds)
-            self._by_waits = by_waits
+            self._split = _Registrations(self.sockets)
         return self._split
 
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]:
@@ -138,7 +121,7 @@ class Poller(zmq.Poller):
         # zmq_poll first: it rejects a bad registration as pyzmq does (TypeError for
         # string flags), before _registered() would see it.
         ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
-        _pass_on(self._registered()[0], 0)
+        _pass_on(self._registered().zsocks, 0)
         if ready or timeout == 0:
             return ready
         return self._wait(timeout)
@@ -149,7 +132,8 @@ class Poller(zmq.Poller):
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = safety_timeout_of(self)
         busy_poll = busy_poll_of(self)
-        zsocks, fds = self._registered()
+        registered = self._registered()
+        zsocks, fds = registered.zsocks, registered.fds
         watch = _FdWatch(hub, fds) if fds else None
         try:
             add_poller(entry, zsocks)
@@ -168,7 +152,7 @@ class Poller(zmq.Poller):
                     rescued = value is RESCUED and all(waits.missed() for waits, _ in entry.fired)
                     # Every other socket's fd has stayed quiet since poll() found it
                     # not ready, so it still is not: check only what fired.
-                    ready = self._check(entry.fired, fds)
+                    ready = registered.check(entry.fired)
                     if ready:
                         if rescued:
                             _stats["rescues"] += 1
@@ -178,7 +162,7 @@ class Poller(zmq.Poller):
                 # late (its callback was due in this same turn): no missed wake-up.
                 late = not expiry and (entry.woken or any(waits.wakeup_pending() for waits, _ in zsocks))
                 late = late or bool(fds and not expiry and zmq_poll(fds, 0))
-                ready = zmq_poll(self.sockets, 0)
+                ready = zmq_poll(registered.items, 0)
                 _pass_on(zsocks, 1)
                 if not expiry:
                     _stats["safety_wakeups"] += 1
@@ -191,15 +175,40 @@ class Poller(zmq.Poller):
                 watch.close()
             remove_poller(entry, zsocks)
 
-    def _check(
-        self, fired: list[tuple[SocketWaits, int]], fds: list[tuple[Any, int]]
-    ) -> list[tuple[Any, int]]:
+
+class _Registrations:
+    """A poller's registrations, as a blocked poll uses them.
+
+    A poll keeps what was registered when it started, as pyzmq's ``zmq_poll``
+    keeps its list: another greenlet may change the poller meanwhile. Objects over
+    one libzmq socket (an original and its shadows) share its waits, which are
+    listed once with all their flags: the poller is woken for each object, and
+    counted once among the socket's waiters.
+    """
+
+    __slots__ = ("by_waits", "fds", "items", "zsocks")
+
+    def __init__(self, sockets: list[tuple[Any, int]]) -> None:
+        self.items = list(sockets)
+        self.fds: list[tuple[Any, int]] = []
+        self.by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
+        masks: dict[SocketWaits, int] = {}
+        for s, f in self.items:
+            if isinstance(s, _ZmqSocket):
+                waits = waits_of(s)
+                masks[waits] = masks.get(waits, 0) | int(f)
+                self.by_waits.setdefault(waits, []).append((s, f))
+            else:
+                self.fds.append((s, int(f)))
+        self.zsocks = list(masks.items())
+
+    def check(self, fired: list[tuple[SocketWaits, int]]) -> list[tuple[Any, int]]:
         """``zmq_poll`` the sockets that fired, and the raw fds, in registration order."""
-        if len(fired) == 1 and not fds:
-            items = self._by_waits[fired[0][0]]  # as registered: the object may be a shadow
+        if len(fired) == 1 and not self.fds:
+            items = self.by_waits[fired[0][0]]  # as registered: one may be a shadow
         else:
             seen = {waits for waits, _ in fired}
-            items = [(s, f) for s, f in self.sockets if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
+            items = [(s, f) for s, f in self.items if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
         ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
         _pass_on(fired, 1)
         return ready

@@ -222,6 +222,25 @@ def test_busy_polling_keeps_no_loop_running() -> None:
     assert ended == [True]
 
 
+@pytest.mark.parametrize("seconds", [0.0, 5.0])
+def test_a_blocked_call_busy_polls_for_its_sockets_busy_poll(ctx: zmq_green.Context, seconds: float) -> None:
+    """A reader blocked on a socket with ``busy_poll`` keeps the hub polling without
+    sleeping for that long, a few hub turns later too; with 0, not at all."""
+    a, b = pair(ctx, zmq.PAIR, zmq.PAIR)
+    a.busy_poll = seconds
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.readers) == 1)
+    gevent.sleep(0.01)
+    busy = _waiting._busy_polls.get(gevent.get_hub())
+    try:
+        assert (busy is not None and busy.watcher.active) == (seconds > 0)
+    finally:
+        if busy is not None:
+            busy.until = 0.0  # stops at the next turn: no 5 s of spinning for the tests after
+    b.send(b"x")
+    assert reader.get(timeout=HANG_GUARD) == b"x"
+
+
 def test_reset_stats_zeroes_every_counter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_waiting, "_stats", {"waits": 3, "safety_wakeups": 2, "rescues": 0})
     _waiting.reset_stats()
@@ -301,6 +320,8 @@ def test_a_held_multipart_keeps_the_readers_overtaking_bound(ctx: zmq_green.Cont
     before = waits()
     holder = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
     until(lambda: waits() > before)  # "a0" went, "a1" waits for room
+    sub.subscribe(b"dontwait")
+    assert xpub.recv(zmq.DONTWAIT) == b"\x01dontwait"  # takes what is ready, as pyzmq, held send or not
     sub.subscribe(b"last")
     late = gevent.spawn(xpub.recv)  # would wait: it queues behind the parked reader
     assert parked.get(timeout=HANG_GUARD) == b"\x01last"

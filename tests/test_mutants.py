@@ -241,6 +241,18 @@ def test_a_blocked_call_busy_polls_for_its_sockets_busy_poll(ctx: zmq_green.Cont
     assert reader.get(timeout=HANG_GUARD) == b"x"
 
 
+def test_closing_a_socket_under_a_waiter_leaves_its_watcher_stopped(ctx: zmq_green.Context) -> None:
+    """The fd watcher of a closed socket must not stay in the hub's loop (its fd is gone)."""
+    a, _ = pair(ctx, zmq.PAIR, zmq.PAIR)
+    reader = gevent.spawn(outcome, a.recv)
+    until(lambda: len(a._waits.readers) == 1)
+    watcher = a._waits.watcher
+    assert watcher is not None and watcher.active
+    a.close()
+    assert isinstance(reader.get(timeout=HANG_GUARD), zmq.ZMQError)
+    assert not watcher.active
+
+
 def test_reset_stats_zeroes_every_counter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_waiting, "_stats", {"waits": 3, "safety_wakeups": 2, "rescues": 0})
     _waiting.reset_stats()

@@ -392,7 +392,7 @@ def later(seconds: float, action: Any) -> threading.Timer:
     return timer
 
 
-def full_pair(mod: Any, mod_ctx: Any) -> tuple[Any, Any]:
+def full_pair(mod_ctx: Any) -> tuple[Any, Any]:
     """Two PAIR sockets over inproc, the first unable to send (its pipe is full)."""
     a = mod_ctx.socket(zmq.PAIR)
     b = mod_ctx.socket(zmq.PAIR)
@@ -478,7 +478,7 @@ def test_a_poll_blocked_while_another_greenlet_changes_the_poller_keeps_what_it_
 @pytest.mark.timeout(20)
 def test_a_socket_registered_with_its_shadow_is_reported_as_pyzmq(mod: Any, mod_ctx: Any) -> None:
     """One libzmq socket registered through two objects, for different events: each as registered."""
-    a, b = full_pair(mod, mod_ctx)
+    a, b = full_pair(mod_ctx)
     shadow = mod.Socket.shadow(a.underlying)
     names = {a: "a", shadow: "shadow"}
     poller = mod.Poller()
@@ -506,7 +506,7 @@ def test_a_poller_of_a_socket_and_its_shadow_wakes_for_either_beside_another_wai
     the POLLIN it polls through the original (a rescue, caught by the autouse
     check). When it returns it leaves no waiter counted.
     """
-    a, b = full_pair(zmq_green, ctx)
+    a, b = full_pair(ctx)
     shadow = zmq_green.Socket.shadow(a.underlying)
     sender = gevent.spawn(outcome, a.send, b"blocked")
     until(lambda: len(a._waits.writers) == 1)

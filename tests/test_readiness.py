@@ -235,20 +235,26 @@ def test_req_discarded_replies_do_not_end_a_wait(ctx: zmq_green.Context) -> None
     assert reply.get(timeout=5) == b"answer"
 
 
+def conflated(mod_ctx: Any, endpoint: str) -> tuple[Any, Any]:
+    """A PULL and a PUSH, both with CONFLATE, after the PUSH sent 0 to 99."""
+    pull = mod_ctx.socket(zmq.PULL)
+    push = mod_ctx.socket(zmq.PUSH)
+    pull.conflate = push.conflate = 1
+    pull.linger = push.linger = 0
+    pull.bind(endpoint)
+    push.connect(pull.last_endpoint)
+    for i in range(100):
+        push.send(b"%d" % i)
+    return pull, push
+
+
 def test_conflate_keeps_only_the_last_message(mod_ctx: Any, mod: Any) -> None:
     """CONFLATE: later messages replace earlier ones; one recv gets the last (as pyzmq).
 
     Over inproc the writer and the reader are the same OS thread, so libzmq's
     conflate buffer never sees its lock held by the other side: exact.
     """
-    pull = mod_ctx.socket(zmq.PULL)
-    push = mod_ctx.socket(zmq.PUSH)
-    pull.conflate = push.conflate = 1
-    pull.linger = push.linger = 0
-    pull.bind(f"inproc://conflate-{id(pull)}")
-    push.connect(pull.last_endpoint)
-    for i in range(100):
-        push.send(b"%d" % i)
+    pull, _ = conflated(mod_ctx, f"inproc://conflate-{id(mod_ctx)}")
     pull.rcvtimeo = 5000
     assert pull.recv() == b"99"
     with pytest.raises(zmq.Again):
@@ -265,14 +271,7 @@ def test_conflate_over_tcp_delivers_newer_messages_in_order(mod_ctx: Any, mod: A
     counts how often). So, as a CONFLATE user must, the sender repeats the
     last value when the reader times out.
     """
-    pull = mod_ctx.socket(zmq.PULL)
-    push = mod_ctx.socket(zmq.PUSH)
-    pull.conflate = push.conflate = 1
-    pull.linger = push.linger = 0
-    pull.bind("tcp://127.0.0.1:*")
-    push.connect(pull.last_endpoint)
-    for i in range(100):
-        push.send(b"%d" % i)
+    pull, push = conflated(mod_ctx, "tcp://127.0.0.1:*")
     pull.rcvtimeo = 1000
     got: list[int] = []
     for _ in range(30):

@@ -380,6 +380,37 @@ def test_overtaking_a_queued_writer_is_bounded_each_time_the_line_forms(ctx: zmq
 
 
 @pytest.mark.timeout(10)
+def test_closing_one_line_to_newcomers_leaves_the_other_closed(ctx: zmq_green.Context) -> None:
+    """A DEALER's readers, then its writers, are overtaken OVERTAKE_LIMIT times: both lines
+    are then closed, and a reader that would wait queues behind the reader already there."""
+    a = ctx.socket(zmq.DEALER)
+    b = ctx.socket(zmq.DEALER)
+    a.linger = b.linger = 0
+    a.sndhwm = b.rcvhwm = 1  # before connecting: the pipe holds two messages
+    a.bind(f"inproc://both-lines-{id(a)}")
+    b.connect(a.last_endpoint)
+    while a.get(zmq.EVENTS) & zmq.POLLOUT:
+        with contextlib.suppress(zmq.Again):
+            a.send(b"fill", zmq.DONTWAIT)
+    writer = gevent.spawn(outcome, a.send, b"queued")
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.writers) == 1 and len(a._waits.readers) == 1)
+    for i in range(_waiting.OVERTAKE_LIMIT):
+        b.send(b"r%d" % i)
+        assert a.recv(zmq.DONTWAIT) == b"r%d" % i  # overtakes the queued reader
+    for i in range(_waiting.OVERTAKE_LIMIT):
+        b.recv()
+        assert a.get(zmq.EVENTS) & zmq.POLLOUT
+        a.send(b"w%d" % i, zmq.DONTWAIT)  # overtakes the queued writer
+    b.send(b"for the queued reader")
+    gevent.spawn_later(0.05, b.send, b"for the newcomer")
+    a.rcvtimeo = int(HANG_GUARD * 1000)
+    assert a.recv() == b"for the newcomer"  # would wait: it queues
+    assert reader.get(timeout=HANG_GUARD) == b"for the queued reader"
+    writer.kill()
+
+
+@pytest.mark.timeout(10)
 def test_a_reader_behind_the_head_makes_no_last_try_at_its_deadline(ctx: zmq_green.Context) -> None:
     """A message comes while the hub runs late, and the second reader's RCVTIMEO falls due with
     the signal that wakes the first: the message is the first reader's; the second gets Again."""

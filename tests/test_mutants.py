@@ -7,7 +7,6 @@ behind, a shadow's share of the waits, and the default busy-poll.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ import zmq_green
 from tests.conftest import outcome, pair, until
 from tests.test_poll import later
 from tests.test_socket import LowersHwmBeforeFrame, xpub_with_room_for_one
+from tests.transports import fill_until_full
 from zmq_green import _waiting
 
 HANG_GUARD = 5.0
@@ -355,10 +355,7 @@ def test_overtaking_a_queued_writer_is_bounded_each_time_the_line_forms(ctx: zmq
     push.bind(f"inproc://overtaken-{id(push)}")
     pull.connect(push.last_endpoint)
     for line in range(2):
-        # Full as the push sees it (a Again alone may come while a command giving room is pending).
-        while push.get(zmq.EVENTS) & zmq.POLLOUT:
-            with contextlib.suppress(zmq.Again):
-                push.send(b"fill", zmq.DONTWAIT)
+        fill_until_full(push)
         queued = gevent.spawn(push.send, b"queued")
         until(lambda: len(push._waits.writers) == 1)
         for i in range(_waiting.OVERTAKE_LIMIT):
@@ -389,9 +386,7 @@ def test_closing_one_line_to_newcomers_leaves_the_other_closed(ctx: zmq_green.Co
     a.sndhwm = b.rcvhwm = 1  # before connecting: the pipe holds two messages
     a.bind(f"inproc://both-lines-{id(a)}")
     b.connect(a.last_endpoint)
-    while a.get(zmq.EVENTS) & zmq.POLLOUT:
-        with contextlib.suppress(zmq.Again):
-            a.send(b"fill", zmq.DONTWAIT)
+    fill_until_full(a)
     writer = gevent.spawn(outcome, a.send, b"queued")
     reader = gevent.spawn(a.recv)
     until(lambda: len(a._waits.writers) == 1 and len(a._waits.readers) == 1)
@@ -843,9 +838,7 @@ def test_reads_on_a_socket_do_not_wake_its_blocked_writer() -> None:
         a.rcvhwm = b.sndhwm = 1000
         for i in range(100):
             b.send(b"%d" % i)
-        with pytest.raises(zmq.Again):
-            while True:
-                a.send(b"fill", zmq.DONTWAIT)
+        fill_until_full(a)
         before = waits()
         writer = gevent.spawn(a.send, b"waits for room")
         until(lambda: waits() > before)

@@ -18,7 +18,7 @@ import pytest
 import zmq
 import zmq.green
 from conftest import Ticker, outcome, pair, until
-from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting
+from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting, fill_until_full
 
 import zmq_green
 from zmq_green._waiting import waits_of
@@ -400,11 +400,8 @@ def full_pair(mod_ctx: Any) -> tuple[Any, Any]:
     a.sndhwm = b.rcvhwm = 1
     a.bind(f"inproc://full-{id(a)}")
     b.connect(a.last_endpoint)
-    while True:
-        try:
-            a.send(b"fill", zmq.DONTWAIT)
-        except zmq.Again:
-            return a, b
+    fill_until_full(a)
+    return a, b
 
 
 @pytest.mark.timeout(20)

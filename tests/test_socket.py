@@ -23,7 +23,7 @@ import gevent.event
 import pytest
 import zmq
 from conftest import Ticker, outcome, pair, run_script, until
-from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting
+from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting, fill_until_full
 from zmq.backend import Socket as RawSocket
 
 import zmq_green
@@ -43,23 +43,6 @@ def until_waiting(before: int, greenlets: int = 1) -> None:
 def hwm_pair(ctx: Any, transport: str = "inproc") -> tuple[Any, Any]:
     """A connected (PULL, PUSH) with high-water marks of 1."""
     return connected(ctx, zmq.PULL, zmq.PUSH, transport, sndhwm=1, rcvhwm=1)
-
-
-def fill(push: Any) -> int:
-    """Send until the high-water mark is reached; return how many messages went.
-
-    Over inproc nothing changes the pipe's fill level afterwards but this thread.
-    """
-    sent = 0
-    while True:
-        try:
-            push.send(b"fill", zmq.DONTWAIT)
-        except zmq.Again:
-            # Commands that make room (the peer read) may still be pending: EVENTS runs them.
-            if not push.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
-                return sent
-        else:
-            sent += 1
 
 
 def blocks_only_caller(call: Callable[[], Any], provide: Callable[[], Any]) -> Any:
@@ -157,7 +140,7 @@ SEND_CASES: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], Any]] = 
 def test_sending_call_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, name: str) -> None:
     call, read, expected = SEND_CASES[name]
     pull, push = hwm_pair(ctx)
-    filled = fill(push)
+    filled = fill_until_full(push)
     assert filled >= 1
 
     def drain_fill() -> None:
@@ -172,7 +155,7 @@ def test_sending_call_blocks_only_the_calling_greenlet(ctx: zmq_green.Context, n
 @pytest.mark.timeout(10)
 def test_socket_poll_for_pollout_blocks_only_the_calling_greenlet(ctx: zmq_green.Context) -> None:
     pull, push = hwm_pair(ctx)
-    filled = fill(push)
+    filled = fill_until_full(push)
     drain_fill = lambda: [pull.recv() for _ in range(filled)]  # noqa: E731
     assert blocks_only_caller(lambda: push.poll(flags=zmq.POLLOUT), drain_fill) == zmq.POLLOUT
 

@@ -19,7 +19,7 @@ import zmq
 
 import zmq_green
 from tests.conftest import outcome, until
-from tests.transports import HANG_GUARD, TRANSPORTS, connected
+from tests.transports import HANG_GUARD, TRANSPORTS, connected, fill_until_full
 from zmq_green import _waiting
 from zmq_green._waiting import OVERTAKE_LIMIT
 
@@ -136,11 +136,7 @@ def test_new_head_after_a_kill_has_the_safety_net(ctx: zmq_green.Context) -> Non
     """The second writer becomes head when the first is killed; a missed signal is then
     found by its safety timeout (and counted), never a hang."""
     router, dealer = connected(ctx, zmq.ROUTER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
-    while True:
-        try:
-            dealer.send(b"fill", zmq.DONTWAIT)
-        except zmq.Again:
-            break
+    fill_until_full(dealer)
     first = gevent.spawn(dealer.send, b"first")
     second = gevent.spawn(dealer.send, b"second")
     until(lambda: len(dealer._waits.writers) == 2)
@@ -395,9 +391,7 @@ def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
     counted once (the writer's own try still fails: no rescue of its own). Twice: each
     is counted."""
     a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
-    with pytest.raises(zmq.Again):
-        while True:
-            a.send(b"fill", zmq.DONTWAIT)
+    fill_until_full(a)
     a.safety_timeout = 0.1
     poller = zmq_green.Poller()
     poller.safety_timeout = None
@@ -422,6 +416,22 @@ def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
     assert after["rescues"] - before["rescues"] == 2
 
 
+def reader_without_net_and_writer_with(
+    ctx: zmq_green.Context, writer_net: float
+) -> tuple[Any, Any, Any, Any]:
+    """A DEALER (and its peer) with a reader blocked with no safety net, and a writer
+    blocked for room with a net of *writer_net* seconds (each call reads it as it starts)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    fill_until_full(a)
+    a.safety_timeout = None
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.readers) == 1)
+    a.safety_timeout = writer_net
+    writer = gevent.spawn(outcome, a.send, b"waits for room")
+    until(lambda: len(a._waits.writers) == 1)
+    return a, b, reader, writer
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.rescues_expected
 def test_a_readers_missed_wakeup_found_by_a_writers_net_is_counted_once(ctx: zmq_green.Context) -> None:
@@ -429,18 +439,9 @@ def test_a_readers_missed_wakeup_found_by_a_writers_net_is_counted_once(ctx: zmq
     signal is eaten behind zmq_green's back. The writer's safety timeout reads EVENTS,
     finds POLLIN and wakes the reader as a rescue: the reader gets its message, and the
     rescue is counted once (the writer's own try still fails: no rescue of its own)."""
-    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
-    with pytest.raises(zmq.Again):
-        while True:
-            a.send(b"fill", zmq.DONTWAIT)
     before = zmq_green.stats()
     try:
-        a.safety_timeout = None  # read when a call starts: the reader has no net
-        reader = gevent.spawn(a.recv)
-        until(lambda: len(a._waits.readers) == 1)
-        a.safety_timeout = 0.1
-        writer = gevent.spawn(outcome, a.send, b"waits for room")
-        until(lambda: len(a._waits.writers) == 1)
+        a, b, reader, writer = reader_without_net_and_writer_with(ctx, 0.1)
         b.send(b"for the reader")
         assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the reader's signal, eaten
         assert reader.get(timeout=HANG_GUARD) == b"for the reader"
@@ -456,16 +457,7 @@ def test_a_late_hub_whose_net_finds_another_waiter_ready_counts_no_rescue(ctx: z
     """As above, but the message is for the reader, whose signal is pending (not eaten) when
     the hub, late, runs the writer's safety timer first: that timer wakes the reader, which
     missed nothing -- no rescue (the autouse check)."""
-    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
-    with pytest.raises(zmq.Again):
-        while True:
-            a.send(b"fill", zmq.DONTWAIT)
-    a.safety_timeout = None
-    reader = gevent.spawn(a.recv)
-    until(lambda: len(a._waits.readers) == 1)
-    a.safety_timeout = 0.2
-    writer = gevent.spawn(outcome, a.send, b"waits for room")
-    until(lambda: len(a._waits.writers) == 1)
+    _, b, reader, writer = reader_without_net_and_writer_with(ctx, 0.2)
     b.send(b"for the reader")  # a's fd signals
     time.sleep(0.3)  # the hub does not run: the writer's safety timer is due when it does
     assert reader.get(timeout=HANG_GUARD) == b"for the reader"

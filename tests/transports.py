@@ -86,3 +86,22 @@ def connected(ctx: Any, a_type: int, b_type: int, transport: str, **options: Any
         assert sender.recv() == b"connected?"
     sender.getsockopt(zmq.EVENTS)
     return a, b
+
+
+def fill_until_full(sock: Any) -> int:
+    """Send with ``DONTWAIT`` until *sock* sees no room; return how many messages went.
+
+    ``EAGAIN`` alone is not enough: commands that make room (the peer read) may still
+    be pending, and reading ``EVENTS`` runs them. Over inproc nothing changes the
+    pipe's fill level afterwards but this thread. Not for sockets whose ``EVENTS``
+    lies about ``POLLOUT`` (XPUB with ``XPUB_NODROP``...): it would never stop.
+    """
+    sent = 0
+    while True:
+        try:
+            sock.send(b"fill", zmq.DONTWAIT)
+        except zmq.Again:
+            if not sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+                return sent
+        else:
+            sent += 1

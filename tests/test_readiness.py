@@ -138,7 +138,7 @@ def test_xpub_nodrop_safety_wakeups_are_not_rescues(nodrop: tuple[Any, Any]) -> 
     sender.get(timeout=5)
 
 
-@pytest.mark.parametrize("transport", ["inproc", "tcp"])
+@pytest.mark.parametrize("transport", ["inproc", pytest.param("tcp", marks=pytest.mark.lie_window)])
 def test_router_mandatory_send_to_a_full_peer(ctx: zmq_green.Context, transport: str) -> None:
     """One peer full, another with room: POLLOUT is set, the send to the full peer fails."""
     router = ctx.socket(zmq.ROUTER)
@@ -182,6 +182,7 @@ def test_router_mandatory_send_to_a_full_peer(ctx: zmq_green.Context, transport:
     parked.kill()
 
 
+@pytest.mark.lie_window
 def test_stream_send_to_a_slow_client(ctx: zmq_green.Context) -> None:
     """STREAM always reports POLLOUT; a send to a client that does not read fails."""
     server = ctx.socket(zmq.STREAM)

@@ -601,3 +601,37 @@ def test_a_command_consumed_while_the_thread_was_preempted_is_news(
     monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_preempted)
     sender.get(timeout=HANG_GUARD)
     assert preempt == [True, False]
+
+
+@pytest.mark.lie_window
+def test_a_command_consumed_in_the_undisturbed_window_is_a_lied_rescue(
+    lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same command, landing between the check and the reading without any
+    preemption: nothing can show the reading consumed it, so the lied-to sender is
+    left to a safety timeout (the reader's, every 50 ms), whose reading wakes it. It
+    is counted as a rescue of a lied-to waiter, apart from the protocol's rescues."""
+    _, full, sender, _ = lied_to_sender
+    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
+    window = []
+
+    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLOUT and failed == 2 and not window:
+            window.append(True)
+        return after_failure(waits, entry, failed)
+
+    def then_the_command_lands(waits: Any) -> bool:
+        pending = signalled(waits)
+        if window == [True] and not pending:
+            window.append(False)
+            drain(full)  # posted now, consumed by the reading that follows
+        return pending
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
+    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_the_command_lands)
+    before = zmq_green.stats()
+    sender.get(timeout=HANG_GUARD)
+    after = zmq_green.stats()
+    assert window == [True, False]
+    assert after["lied_rescues"] - before["lied_rescues"] == 1
+    assert after["rescues"] == before["rescues"]

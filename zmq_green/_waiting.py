@@ -70,9 +70,19 @@ keep waking each other. A window stays open between that check and the reading:
 a command that arrives in it is consumed unseen. It is microseconds wide, unless
 the thread loses its CPU there -- on a busy machine, for milliseconds, while
 libzmq's I/O thread goes on posting commands. So a reading that ends more than
-:data:`PREEMPTED` after the check is taken for news. What remains (a command in
-the microseconds of an undisturbed window) leaves a lied-to waiter to the safety
-timeout: a rescue.
+:data:`PREEMPTED` after the check is taken for news.
+
+What remains cannot be closed with libzmq's API. Every try and every reading
+may process commands, and nothing shows whether it did: a try shows what they
+meant for its caller, a reading what they meant for everyone else, and whichever
+of the two comes last before a lied-to waiter blocks may have consumed its news
+(a try last would leave the others' news unseen instead). When a command lands in
+those microseconds and no other follows (the drained peer of a ROUTER over tcp:
+the command for its last message), the lied-to waiter is left to the safety
+timeout. That is a missed wake-up, but one of libzmq's window, not of the
+protocol: :func:`stats` counts it as ``lied_rescues``, apart from ``rescues``.
+Over inproc it cannot happen (the peer's command is posted by this thread, never
+inside the window), and the test suite fails on either count there.
 
 The protocol
 ------------
@@ -108,7 +118,8 @@ turn, and every timeout is measured from the call. Every waiter also arms the
 again, and so does whoever its ``EVENTS`` reading wakes; if that first try
 succeeds while no wake-up is on its way (the fd signalled, a recheck
 scheduled: the hub is then only late), the wake-up was missed, and
-:func:`stats` counts a *rescue*. The test suite fails on any.
+:func:`stats` counts a *rescue* (a lied-to waiter's apart, see above). The
+test suite fails on any.
 
 Busy-polling
 ------------
@@ -199,7 +210,7 @@ def _default_busy_poll() -> float:
 
 DEFAULT_BUSY_POLL = _default_busy_poll()
 
-_stats = {"waits": 0, "safety_wakeups": 0, "rescues": 0}
+_stats = {"waits": 0, "safety_wakeups": 0, "rescues": 0, "lied_rescues": 0}
 
 
 def stats() -> dict[str, int]:
@@ -211,7 +222,10 @@ def stats() -> dict[str, int]:
         ``waits``: times a greenlet blocked on a socket or poller;
         ``safety_wakeups``: times the safety timeout fired;
         ``rescues``: safety wake-ups that found the socket ready -- missed
-        wake-ups. It should always be 0.
+        wake-ups. It should always be 0. ``lied_rescues``: the same for waiters
+        that ``EVENTS`` lies to, whose news a reading can consume unseen (see
+        "When EVENTS lies" in :mod:`zmq_green._waiting`): rare, on sockets served
+        by libzmq's I/O thread only.
     """
     return dict(_stats)
 
@@ -644,7 +658,7 @@ class SocketWaits:
         busy_poll = busy_poll_of(sock)
         me = getcurrent()  # a sender that holds the send side (see held) goes first
         failed = 1  # tries that failed since the last news; the fast path's was one
-        rescue = False
+        rescue: str | None = None  # the counter a success goes to after a safety wake-up
         try:
             # Our failed try may have processed the commands that others wait for.
             attempt = self.count > 1 and bool(self.events(entry) & direction)
@@ -659,7 +673,7 @@ class SocketWaits:
                         # A failed try is no missed wake-up: whatever makes a later
                         # try succeed came after it (news), not before the net fired.
                         failed += 1
-                        rescue = False
+                        rescue = None
                     attempt, news = self._after_failure(entry, failed)
                     if attempt:
                         continue
@@ -672,11 +686,11 @@ class SocketWaits:
                 else:
                     value, expiry = block_until(entry, deadline, safety, busy_poll if head else 0.0)
                 if value is READY or value is RESCUED or value is MAYBE:
+                    rescue = _rescue_counter(entry) if value is RESCUED else None
                     if value is not MAYBE:  # news
                         entry.lied = False
                     failed = 0
                     attempt = True
-                    rescue = value is RESCUED
                     continue
                 if value is not TIMER:
                     raise value
@@ -696,7 +710,7 @@ class SocketWaits:
                 if self.count > 1:
                     self.events(entry, READY if late else RESCUED)
                 attempt = head
-                rescue = head and not late
+                rescue = _rescue_counter(entry) if head and not late else None
                 failed = 0
         finally:
             was_head = _has_turn(line, entry)
@@ -720,14 +734,14 @@ class SocketWaits:
         """
         return _has_turn(line, entry) and (entry.mask == POLLIN or self.held in (None, me))
 
-    def _try(self, op: Callable[..., _T], args: tuple[Any, ...], rescue: bool) -> _T:
-        """``op(*args)``; if it succeeds after a safety wake-up (*rescue*) that missed nothing else, count a rescue."""
+    def _try(self, op: Callable[..., _T], args: tuple[Any, ...], rescue: str | None) -> _T:
+        """``op(*args)``; a success after a safety wake-up that missed nothing else counts in *rescue*."""
         # missed() first: while a safety timeout's finding stands, any try may process
         # pending news, and it must be seen as news, whoever's try it is.
         missed = self.missed()
         result = op(*args)
         if rescue and missed:
-            _stats["rescues"] += 1
+            _stats[rescue] += 1
         return result
 
     def _after_failure(self, entry: Entry, failed: int) -> tuple[bool, bool]:
@@ -753,6 +767,11 @@ class SocketWaits:
         if not news and not entry.lied:
             entry.lied = entry.credit = True
         return False, news
+
+
+def _rescue_counter(entry: Entry) -> str:
+    """Where a rescue of *entry* is counted: apart for a lied-to waiter (see the module's notes)."""
+    return "lied_rescues" if entry.lied else "rescues"
 
 
 def _has_turn(line: deque[Entry], entry: Entry) -> bool:

@@ -17,6 +17,9 @@ CORE = [
     "tests/test_zmqstream.py",
     "tests/test_ioloop.py",
     "tests/test_device.py",
+    "tests/test_wakeups.py",
+    "tests/test_readiness.py",
+    "tests/test_mutants.py",
 ]
 
 

@@ -618,6 +618,9 @@ class SocketWaits:
         watcher, self.watcher = self.watcher, None
         if watcher is not None:
             try:
+                # Stopped first: libuv's close() of an fd's watcher leaves it
+                # reporting itself active.
+                watcher.stop()
                 watcher.close()
             except Exception:  # pragma: no cover - the hub is gone (interpreter exit)
                 pass

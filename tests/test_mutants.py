@@ -967,3 +967,23 @@ def test_send_and_recv_take_float_flags_as_pyzmq(mod_ctx: Any) -> None:
 def test_send_with_a_routing_id_or_group_does_what_pyzmqs_does(kwargs: dict[str, Any]) -> None:
     """Without libzmq's DRAFT API, pyzmq refuses both; with it, they label the frame."""
     in_both(lambda pull, push: (push.send(b"x", **kwargs), pull.recv()))
+
+
+@pytest.mark.timeout(10)
+def test_a_holder_killed_alone_leaves_the_send_side_held_until_its_message_is_finished(
+    ctx: zmq_green.Context,
+) -> None:
+    """The holder of a half-sent message is killed while no other sender waits: its line
+    empties, but the send side stays closed to newcomers until the greenlet that finishes
+    the message has run. A DONTWAIT send that runs in between, with room there, is refused
+    instead of joining the message."""
+    xpub, sub = xpub_with_room_for_one(ctx)
+    before = waits()
+    holder = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
+    until(lambda: waits() > before)  # "a0" went, "a1" waits for room
+    xpub.sndhwm = 10  # room at once, and no command: the holder is not woken
+    holder.kill(block=False)
+    newcomer = gevent.spawn(outcome, xpub.send, b"c", zmq.DONTWAIT)  # runs right after the kill
+    assert isinstance(newcomer.get(timeout=HANG_GUARD), zmq.Again)
+    got = [sub.recv_multipart() for _ in range(3)]
+    assert got == [[b"before-0"], [b"before-1"], [b"a0", b"a1", b"a2"]]

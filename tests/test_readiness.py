@@ -457,3 +457,130 @@ def test_lied_to_senders_try_a_bounded_number_of_times_per_piece_of_news(
     for sender in senders:
         sender.kill()
     parked.kill()
+
+
+def test_a_lone_lied_to_sender_blocks_after_its_fast_path(nodrop: tuple[Any, Any], tries: list[Any]) -> None:
+    """Alone on the socket, a sender blocks right after its failed fast path: no EVENTS
+    reading (it would say POLLOUT, the lie) and no second try before the fd signals."""
+    pub, sub = nodrop
+    fill(pub, b"x")
+    tries.clear()
+    sender = gevent.spawn(pub.send, b"s")
+    until(lambda: bool(pub._waits.writers))
+    assert tries == [(b"s", False)]
+    while sub.recv() != b"s":
+        pass
+    sender.get(timeout=5)
+
+
+def test_a_sender_not_alone_tries_only_when_events_says_it_may(
+    ctx: zmq_green.Context, tries: list[Any]
+) -> None:
+    """A DEALER at its high-water mark, a reader parked on it: a new sender's failed fast
+    path is followed by one EVENTS reading (for the reader), which says no POLLOUT, so the
+    sender blocks without trying again -- the honest case of the lie above."""
+    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    a.linger = b.linger = 0
+    a.sndhwm = b.rcvhwm = 1
+    a.bind(f"inproc://honest-{id(a)}")
+    b.connect(a.last_endpoint)
+    sent = fill(a, b"x")
+    parked = gevent.spawn(outcome, a.recv)
+    until(lambda: bool(a._waits.readers))
+    tries.clear()
+    sender = gevent.spawn(a.send, b"s")
+    until(lambda: bool(a._waits.writers))
+    assert tries == [(b"s", False)]
+    assert [b.recv() for _ in range(sent + 1)][-1] == b"s"
+    sender.get(timeout=5)
+    parked.kill()
+
+
+def test_news_found_after_a_failed_try_wakes_the_lied_to_waiters_ahead(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two senders lied to by a ROUTER_MANDATORY socket, no safety net; the first has no
+    credit left. The second is woken by what is no news (its credit), fails again, and
+    the check after its failure finds a command pending: the first's peer drained. That
+    is news, so the reading that consumes it wakes the first -- no credit needed."""
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.router_mandatory = 1
+    router.sndhwm = 1
+    router.safety_timeout = None
+    router.bind(f"inproc://news-{id(router)}")
+    peers = {}
+    for name in (b"full1", b"full2", b"room"):
+        peer = peers[name] = ctx.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.rcvhwm = 1
+        peer.identity = name
+        peer.connect(router.last_endpoint)
+        peer.send(b"hello")
+    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    for name in (b"full1", b"full2"):
+        assert fill(router, name, b"x") > 0
+    parked = gevent.spawn(outcome, router.recv)  # not alone: the senders read EVENTS
+    until(lambda: bool(router._waits.readers))
+    first = gevent.spawn(router.send_multipart, [b"full1", b"last"])
+    second = gevent.spawn(outcome, router.send_multipart, [b"full2", b"last"])
+    until(lambda: len(router._waits.writers) == 2 and all(e.lied for e in router._waits.writers))
+    entries = list(router._waits.writers)
+    entries[0].credit = False
+    waiting = zmq_green._waiting
+    after_failure, signalled = waiting.SocketWaits._after_failure, waiting.SocketWaits.signalled
+    failing: list[bool] = []
+
+    def second_fails(waits: Any, entry: Any, failed: int) -> Any:
+        if entry is entries[1] and not failing:
+            failing.append(True)
+        return after_failure(waits, entry, failed)
+
+    def with_a_command_pending(waits: Any) -> bool:
+        if failing == [True]:
+            failing.append(False)
+            drain(peers[b"full1"])  # posts "room again" for the first sender
+        return signalled(waits)
+
+    monkeypatch.setattr(waiting.SocketWaits, "_after_failure", second_fails)
+    monkeypatch.setattr(waiting.SocketWaits, "signalled", with_a_command_pending)
+    entries[1].wake(waiting.MAYBE)
+    first.get(timeout=5)
+    assert failing == [True, False]
+    assert not second.ready()
+    second.kill()
+    parked.kill()
+
+
+def test_a_waiter_leaving_from_behind_the_head_is_no_news(ctx: zmq_green.Context) -> None:
+    """A sender lied to by a ROUTER_MANDATORY socket, no safety net, two readers parked.
+    The second reader is killed: it never had the turn, so its leaving changes nothing
+    and wakes nobody -- the lied-to sender stays blocked, without a single wake-up."""
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.router_mandatory = 1
+    router.sndhwm = 1
+    router.safety_timeout = None
+    router.bind(f"inproc://behind-{id(router)}")
+    peers = {}
+    for name in (b"full", b"room"):
+        peer = peers[name] = ctx.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.rcvhwm = 1
+        peer.identity = name
+        peer.connect(router.last_endpoint)
+        peer.send(b"hello")
+    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    assert fill(router, b"full", b"x") > 0
+    readers = [gevent.spawn(outcome, router.recv) for _ in range(2)]
+    until(lambda: len(router._waits.readers) == 2)
+    sender = gevent.spawn(router.send_multipart, [b"full", b"last"])
+    until(lambda: bool(router._waits.writers) and router._waits.writers[0].lied)
+    gevent.sleep(0.05)  # the credit the sender may have: spent or kept, it is settled
+    before = waits()
+    readers[1].kill()
+    gevent.sleep(0.05)  # whatever the kill set off has run
+    assert waits() == before, "a waiter that never had the turn woke the lied-to sender"
+    drain(peers[b"full"])
+    sender.get(timeout=5)
+    readers[0].kill()

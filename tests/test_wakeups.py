@@ -635,3 +635,124 @@ def test_a_command_consumed_in_the_undisturbed_window_is_a_lied_rescue(
     assert window == [True, False]
     assert after["lied_rescues"] - before["lied_rescues"] == 1
     assert after["rescues"] == before["rescues"]
+
+
+def test_a_reader_robbed_of_its_message_blocks_again_without_spinning(ctx: zmq_green.Context) -> None:
+    """A reader is woken for a message, and a DONTWAIT call takes it before the reader
+    runs. Its try fails, its reading (a writer waits too) shows nothing for it: it blocks
+    until the next signal -- one wait, not a retry every turn of the hub."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    sent = fill_until_full(a)
+    a.safety_timeout = 5  # no net fires while the waits are counted
+    writer = gevent.spawn(outcome, a.send, b"waits for room")
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.writers) == 1 and len(a._waits.readers) == 1)
+    b.send(b"taken")
+    assert select.select([a.get(zmq.FD)], [], [], HANG_GUARD)[0]
+    assert a.getsockopt(zmq.EVENTS) & zmq.POLLIN  # through the green socket: wakes the reader
+    assert a.recv(zmq.DONTWAIT) == b"taken"  # before the reader runs
+    before = zmq_green.stats()["waits"]
+    gevent.sleep(0.1)  # whatever could wake the reader has run
+    assert zmq_green.stats()["waits"] - before == 1, "the robbed reader spun"
+    b.send(b"for the reader")
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    for _ in range(sent):
+        b.recv()
+    assert writer.get(timeout=HANG_GUARD) is None
+
+
+def test_a_poller_woken_by_a_reading_after_a_failed_try_counts_no_safety_wakeup(
+    ctx: zmq_green.Context,
+) -> None:
+    """A writer, woken for room that a DONTWAIT send then takes, fails its try; the try
+    processes the command of a message that came meanwhile, so only the reading after it
+    sees POLLIN. That reading is no news to a lied-to waiter, but to the poller waiting
+    for POLLIN it is a wake-up like any other: not its safety timeout."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    fill_until_full(a)
+    a.safety_timeout = 5  # no net fires meanwhile
+    writer = gevent.spawn(outcome, a.send, b"waits for room")
+    poller = zmq_green.Poller()
+    poller.register(a, zmq.POLLIN)
+    poller.safety_timeout = 5
+    polled = gevent.spawn(poller.poll)
+    until(lambda: len(a._waits.writers) == 1 and len(a._waits.pollers) == 1)
+    b.recv()  # room for one
+    assert a.getsockopt(zmq.EVENTS) & zmq.POLLOUT  # through the green socket: wakes the writer
+    a.send(b"takes the room", zmq.DONTWAIT)  # before the writer runs
+    b.send(b"for the poller")  # its command is pending when the writer tries
+    time.sleep(0.01)  # past libzmq's throttle (1 ms): the writer's send processes it
+    before = zmq_green.stats()
+    assert polled.get(timeout=HANG_GUARD) == [(a, zmq.POLLIN)]
+    assert zmq_green.stats()["safety_wakeups"] == before["safety_wakeups"]
+    assert not writer.ready()
+    writer.kill()
+
+
+def test_a_message_after_the_try_that_followed_a_safety_timeout_is_no_rescue(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's safety timeout fires and its try fails; a message arrives between the
+    check after that failure and the reading, which consumes its command unseen and says
+    POLLIN. The reader's next try succeeds, but what made it succeed came after a failed
+    try: news, not a missed wake-up (no rescue, the autouse check)."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    sent = fill_until_full(a)
+    writer = gevent.spawn(outcome, a.send, b"waits for room")  # not alone: the reader reads EVENTS
+    until(lambda: len(a._waits.writers) == 1)
+    a.safety_timeout = 0.05
+    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
+    window: list[bool] = []
+
+    def failed_after_the_net(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLIN and waits.rescued_at == waits.news and not window:
+            window.append(True)
+        return after_failure(waits, entry, failed)
+
+    def then_a_message(waits: Any) -> bool:
+        pending = signalled(waits)
+        if window == [True] and not pending:
+            window.append(False)
+            b.send(b"after the failed try")  # its command lands in the window
+        return pending
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", failed_after_the_net)
+    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_a_message)
+    before = zmq_green.stats()
+    assert a.recv() == b"after the failed try"
+    assert window == [True, False]
+    assert zmq_green.stats()["safety_wakeups"] > before["safety_wakeups"]
+    for _ in range(sent):
+        b.recv()
+    assert writer.get(timeout=HANG_GUARD) is None
+
+
+def test_a_reader_is_not_woken_by_its_own_reading(ctx: zmq_green.Context) -> None:
+    """REQ discards a reply without an envelope, but EVENTS announces it. Such a reply
+    arrives for a reader (a poller beside it) whose signal is then taken behind its back:
+    its safety timeout finds POLLIN, and the reader tries, fails and blocks again -- once.
+    The reading was its own: it wakes the others, never the reader itself, so every
+    safety wake-up is followed by exactly one more wait."""
+    router = ctx.socket(zmq.ROUTER)
+    req = ctx.socket(zmq.REQ)
+    router.linger = req.linger = 0
+    router.bind(f"inproc://own-reading-{id(router)}")
+    req.connect(router.last_endpoint)
+    req.send(b"question")
+    peer, _, _ = router.recv_multipart()
+    poller = zmq_green.Poller()
+    poller.register(req, zmq.POLLOUT)  # never: a REQ awaiting its reply cannot send
+    poller.safety_timeout = HANG_GUARD
+    polled = gevent.spawn(poller.poll)
+    req.safety_timeout = 0.05
+    reply = gevent.spawn(req.recv)
+    until(lambda: len(req._waits.readers) == 1 and len(req._waits.pollers) == 1)
+    before = zmq_green.stats()
+    router.send_multipart([peer, b"no-delimiter"])
+    assert zmq.Socket.get(req, zmq.EVENTS) & zmq.POLLIN  # the signal, taken
+    until(lambda: zmq_green.stats()["safety_wakeups"] - before["safety_wakeups"] >= 2)
+    after = zmq_green.stats()
+    assert after["waits"] - before["waits"] == after["safety_wakeups"] - before["safety_wakeups"]
+    router.send_multipart([peer, b"", b"answer"])
+    assert reply.get(timeout=HANG_GUARD) == b"answer"
+    polled.kill()

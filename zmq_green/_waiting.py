@@ -224,8 +224,8 @@ def stats() -> dict[str, int]:
         ``rescues``: safety wake-ups that found the socket ready -- missed
         wake-ups. It should always be 0. ``lied_rescues``: the same for waiters
         that ``EVENTS`` lies to, whose news a reading can consume unseen (see
-        "When EVENTS lies" in :mod:`zmq_green._waiting`): rare, on sockets served
-        by libzmq's I/O thread only.
+        "When EVENTS lies" in the notes of ``zmq_green._waiting``): rare, on
+        sockets served by libzmq's I/O thread only.
     """
     return dict(_stats)
 

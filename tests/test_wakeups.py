@@ -756,3 +756,45 @@ def test_a_reader_is_not_woken_by_its_own_reading(ctx: zmq_green.Context) -> Non
     router.send_multipart([peer, b"", b"answer"])
     assert reply.get(timeout=HANG_GUARD) == b"answer"
     polled.kill()
+
+
+def test_a_safety_timeout_that_finds_a_waiter_already_retrying_for_news_is_no_rescue(
+    lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender fails twice, and the check after its second failure finds a command
+    pending (its peer drained): news, so it lets the others run once and retries. If
+    another waiter's safety timeout falls in that turn and its reading wakes the sender,
+    the sender's success is still the news it saw, not a missed wake-up (no rescue, the
+    autouse check)."""
+    router, full, sender, _ = lied_to_sender
+    after_failure, signalled, block = (
+        _waiting.SocketWaits._after_failure,
+        _waiting.SocketWaits.signalled,
+        _waiting.block,
+    )
+    steps: list[str] = []
+
+    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLOUT and failed == 2 and not steps:
+            steps.append("failed twice")
+        return after_failure(waits, entry, failed)
+
+    def with_a_command_pending(waits: Any) -> bool:
+        if steps == ["failed twice"]:
+            steps.append("news")
+            drain(full)  # posts "room again": the check finds it pending
+        return signalled(waits)
+
+    def with_a_net_in_the_same_turn(entry: Any, seconds: Any, busy_poll: float = 0.0) -> Any:
+        if seconds == 0 and steps == ["failed twice", "news"]:
+            steps.append("rescued")
+            router._waits.rescued_at = router._waits.news  # as another waiter's safety timeout does
+            entry.woken = False  # (as block() does first)
+            entry.wake(_waiting.RESCUED)  # and its reading, finding the sender ready
+        return block(entry, seconds, busy_poll)
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
+    monkeypatch.setattr(_waiting.SocketWaits, "signalled", with_a_command_pending)
+    monkeypatch.setattr(_waiting, "block", with_a_net_in_the_same_turn)
+    sender.get(timeout=HANG_GUARD)
+    assert steps == ["failed twice", "news", "rescued"]

@@ -682,8 +682,11 @@ class SocketWaits:
                         continue
                     if news:
                         # Commands came meanwhile: try again, but after the others' turn.
+                        # Whoever wakes us meanwhile (even a safety timeout's reading)
+                        # tells us nothing we did not know: that news is why we retry.
                         value, expiry = block(entry, 0), False
-                        value = READY if value is TIMER else value
+                        if not isinstance(value, BaseException):
+                            value = READY
                     else:
                         value, expiry = block_until(entry, deadline, safety, busy_poll)
                 else:

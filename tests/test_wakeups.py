@@ -798,3 +798,70 @@ def test_a_safety_timeout_that_finds_a_waiter_already_retrying_for_news_is_no_re
     monkeypatch.setattr(_waiting, "block", with_a_net_in_the_same_turn)
     sender.get(timeout=HANG_GUARD)
     assert steps == ["failed twice", "news", "rescued"]
+
+
+def test_a_late_hub_that_runs_the_woken_waiter_before_the_fd_callback_counts_no_rescue(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message comes for a reader (no net) while a writer's safety timeout falls due in
+    the same turn of the hub, which runs the timer first and the woken reader before the
+    fd's callback (libuv may: it polls fds after running callbacks). The writer's reading
+    finds the signal pending and consumes it: the hub was late, nothing was missed, and
+    the reader's success must not count as a rescue (the autouse check)."""
+    monkeypatch.setattr(_waiting.SocketWaits, "_on_fd", lambda waits: None)  # not run yet
+    _, b, reader, writer = reader_without_net_and_writer_with(ctx, 0.05)
+    b.send(b"for the reader")  # a's fd signals
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    writer.kill()
+
+
+def test_news_between_a_safety_timeout_and_the_try_it_caused_is_counted(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DEALER with two peers, a reader (no net) and a writer (a short net) blocked on it.
+    The reader's signal for a message from the first peer is eaten; the writer's safety
+    timeout reads EVENTS and wakes the reader. Before the reader runs, the writer's failed
+    try finds a command pending: the second peer's message, news that would have woken
+    the reader anyway. The reader's success is then no rescue -- the news counter must
+    have moved on from the value the safety timeout recorded (the autouse check)."""
+    a = ctx.socket(zmq.DEALER)
+    a.linger = 0
+    a.sndhwm = 1
+    a.bind(f"inproc://two-peers-{id(a)}")
+    peers = []
+    for _ in range(2):
+        peer = ctx.socket(zmq.DEALER)
+        peer.linger = 0
+        peer.rcvhwm = 1
+        peer.connect(a.last_endpoint)
+        peers.append(peer)
+    sent = fill_until_full(a)
+    a.safety_timeout = None
+    reader = gevent.spawn(a.recv)
+    until(lambda: len(a._waits.readers) == 1)
+    a.safety_timeout = 0.05
+    writer = gevent.spawn(outcome, a.send, b"waits for room")
+    until(lambda: len(a._waits.writers) == 1)
+    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
+    steps: list[bool] = []
+
+    def writer_fails(waits: Any, entry: Any, failed: int) -> Any:
+        if entry.mask == zmq.POLLOUT and waits.rescued_at == waits.news and not steps:
+            steps.append(True)
+        return after_failure(waits, entry, failed)
+
+    def with_a_message_pending(waits: Any) -> bool:
+        if steps == [True]:
+            steps.append(False)
+            peers[1].send(b"second")  # its pipe was empty: a command for a's mailbox
+        return signalled(waits)
+
+    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", writer_fails)
+    monkeypatch.setattr(_waiting.SocketWaits, "signalled", with_a_message_pending)
+    peers[0].send(b"first")
+    assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the reader's signal, eaten
+    assert reader.get(timeout=HANG_GUARD) == b"first"
+    assert steps == [True, False]
+    assert a.recv() == b"second"
+    assert sent > 0
+    writer.kill()

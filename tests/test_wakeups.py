@@ -865,3 +865,21 @@ def test_news_between_a_safety_timeout_and_the_try_it_caused_is_counted(
     assert a.recv() == b"second"
     assert sent > 0
     writer.kill()
+
+
+def test_a_lone_waiters_safety_timeout_beating_its_wakeup_is_no_rescue(ctx: zmq_green.Context) -> None:
+    """A reading through the green socket, made by a greenlet whose timer falls due in the
+    same turn of the hub as a lone reader's safety timer (a little earlier), finds the
+    reader's message and sends it a wake-up; the safety timer runs next, before that
+    wake-up. A wake-up was on its way: no rescue (the autouse check)."""
+    a, b = connected(ctx, zmq.PAIR, zmq.PAIR, "inproc")
+    a.safety_timeout = 0.2
+    reader = gevent.spawn(a.recv)
+    until(lambda: bool(a._waits.readers))
+    reading = gevent.spawn_later(0.1, a.getsockopt, zmq.EVENTS)  # wakes the reader
+    b.send(b"for the reader")
+    assert select.select([a.get(zmq.FD)], [], [], HANG_GUARD)[0]
+    assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the signal is taken: only that reading wakes it
+    time.sleep(0.3)  # the hub does not run: both timers are due when it does
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    assert reading.get(timeout=HANG_GUARD) & zmq.POLLIN

@@ -883,3 +883,27 @@ def test_a_lone_waiters_safety_timeout_beating_its_wakeup_is_no_rescue(ctx: zmq_
     time.sleep(0.3)  # the hub does not run: both timers are due when it does
     assert reader.get(timeout=HANG_GUARD) == b"for the reader"
     assert reading.get(timeout=HANG_GUARD) & zmq.POLLIN
+
+
+def test_a_pollers_safety_timeout_passes_on_what_its_check_consumed(ctx: zmq_green.Context) -> None:
+    """A poller waits for room on a DEALER (a short net), a reader with no net beside it.
+    A message for the reader arrives in the hub turn in which the poller's safety timer
+    fires (sent from a timer due just before it). The poller's check processes its command
+    and finds nothing for itself: it must have the reader told, or nobody ever would."""
+    a, b = connected(ctx, zmq.DEALER, zmq.DEALER, "inproc", sndhwm=1, rcvhwm=1)
+    fill_until_full(a)
+    a.safety_timeout = None
+    reader = gevent.spawn(a.recv)
+    until(lambda: bool(a._waits.readers))
+    poller = zmq_green.Poller()
+    poller.register(a, zmq.POLLOUT)
+    poller.safety_timeout = 0.2
+    polled = gevent.spawn(poller.poll)
+    until(lambda: bool(a._waits.pollers))
+    before = zmq_green.stats()["safety_wakeups"]
+    sending = gevent.spawn_later(0.1, b.send, b"for the reader")  # due just before the net
+    time.sleep(0.3)  # the hub does not run: both timers are due when it does
+    assert reader.get(timeout=HANG_GUARD) == b"for the reader"
+    assert zmq_green.stats()["safety_wakeups"] > before  # the poller's net did fire
+    sending.get(timeout=HANG_GUARD)
+    polled.kill()

@@ -237,3 +237,35 @@ def test_unreferenced_context_is_destroyed_by_its_finalizer(monkeypatch: pytest.
         gc.collect()
     assert ref() is None
     assert unraisable == []
+
+
+def test_a_finalizer_terminates_its_context_without_switching_greenlets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The garbage collector may run a context's finalizer in any greenlet, in the middle
+    of anything: it terminates the context there and then, never letting the hub (and so
+    other greenlets) run before the interrupted code resumes."""
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    ran: list[int] = []
+
+    def other() -> None:
+        while True:
+            ran.append(1)
+            gevent.sleep(0)
+
+    others = gevent.spawn(other)
+    gevent.sleep(0)
+    ctx = zmq_green.Context()
+    ref = weakref.ref(ctx)
+    cycle: list[Any] = [ctx]
+    cycle.append(cycle)  # only the collector frees it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del ctx, cycle
+        before = len(ran)
+        gc.collect()
+        assert len(ran) == before, "the finalizer let other greenlets run"
+    assert ref() is None
+    assert unraisable == []
+    others.kill()

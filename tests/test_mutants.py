@@ -970,6 +970,32 @@ def test_send_with_a_routing_id_or_group_does_what_pyzmqs_does(kwargs: dict[str,
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("copy", [True, False])
+@pytest.mark.parametrize("track", [True, False])
+def test_send_builds_a_draft_frame_from_its_own_arguments(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch, copy: bool, track: bool
+) -> None:
+    """send() hands its data, copy and track to the DRAFT frame, as pyzmq's does (this
+    libzmq may refuse the label itself, so the frame is looked at before it is labelled)."""
+    built: list[zmq.Frame] = []
+    draft_frame = zmq_green.socket._draft_frame
+
+    def unlabelled(sock: Any, data: Any, copy: bool, track: bool, routing_id: Any, group: Any) -> Any:
+        built.append(draft_frame(sock, data, copy, track, None, None))
+        return built[-1]
+
+    monkeypatch.setattr(zmq_green.socket, "_draft_frame", unlabelled)
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    data = bytearray(b"x" * 100_000)  # above copy_threshold: copied only if asked
+    tracker = push.send(data, copy=copy, track=track, routing_id=1)
+    data[0] = ord("y")  # a copy keeps what was sent; without one, the frame shares this memory
+    assert pull.recv()[:2] == (b"xx" if copy else b"yx")
+    (frame,) = built
+    assert (frame.tracker is not None) is track
+    assert (tracker is not None) is track
+
+
+@pytest.mark.timeout(10)
 def test_a_holder_killed_alone_leaves_the_send_side_held_until_its_message_is_finished(
     ctx: zmq_green.Context,
 ) -> None:

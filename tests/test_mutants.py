@@ -969,14 +969,51 @@ def test_send_with_a_routing_id_or_group_does_what_pyzmqs_does(kwargs: dict[str,
     in_both(lambda pull, push: (push.send(b"x", **kwargs), pull.recv()))
 
 
+class LabelledFrame(zmq.Frame):
+    """A Frame that records the DRAFT labels given to it (this libzmq would refuse them)."""
+
+    labels: dict[str, Any]
+
+    @property  # type: ignore[override]
+    def routing_id(self) -> Any:
+        return self.labels.get("routing_id")
+
+    @routing_id.setter
+    def routing_id(self, value: Any) -> None:
+        self.labels["routing_id"] = value
+
+    @property  # type: ignore[override]
+    def group(self) -> Any:
+        return self.labels.get("group")
+
+    @group.setter
+    def group(self, value: Any) -> None:
+        self.labels["group"] = value
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kwargs", [{}, {"routing_id": 7}, {"group": "g"}, {"routing_id": 7, "group": "g"}])
+def test_send_labels_a_frame_with_its_routing_id_and_group(
+    ctx: zmq_green.Context, kwargs: dict[str, Any]
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    frame = LabelledFrame(b"x")
+    frame.labels = {}
+    push.send(frame, **kwargs)
+    assert pull.recv() == b"x"
+    assert frame.labels == kwargs
+
+
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("copy", [True, False])
 @pytest.mark.parametrize("track", [True, False])
+@pytest.mark.parametrize("copy_threshold", [zmq.COPY_THRESHOLD, 1_000_000])
 def test_send_builds_a_draft_frame_from_its_own_arguments(
-    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch, copy: bool, track: bool
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch, copy: bool, track: bool, copy_threshold: int
 ) -> None:
-    """send() hands its data, copy and track to the DRAFT frame, as pyzmq's does (this
-    libzmq may refuse the label itself, so the frame is looked at before it is labelled)."""
+    """send() hands its data, copy, track and the socket's copy threshold to the DRAFT
+    frame, as pyzmq's does (this libzmq may refuse the label itself, so the frame is
+    looked at before it is labelled)."""
     built: list[zmq.Frame] = []
     draft_frame = zmq_green.socket._draft_frame
 
@@ -986,10 +1023,12 @@ def test_send_builds_a_draft_frame_from_its_own_arguments(
 
     monkeypatch.setattr(zmq_green.socket, "_draft_frame", unlabelled)
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
-    data = bytearray(b"x" * 100_000)  # above copy_threshold: copied only if asked
+    push.copy_threshold = copy_threshold
+    data = bytearray(b"x" * 100_000)  # copied if asked, or if under the threshold
     tracker = push.send(data, copy=copy, track=track, routing_id=1)
     data[0] = ord("y")  # a copy keeps what was sent; without one, the frame shares this memory
-    assert pull.recv()[:2] == (b"xx" if copy else b"yx")
+    copied = copy or len(data) < copy_threshold
+    assert pull.recv()[:2] == (b"xx" if copied else b"yx")
     (frame,) = built
     assert (frame.tracker is not None) is track
     assert (tracker is not None) is track

@@ -907,3 +907,27 @@ def test_a_pollers_safety_timeout_passes_on_what_its_check_consumed(ctx: zmq_gre
     assert zmq_green.stats()["safety_wakeups"] > before  # the poller's net did fire
     sending.get(timeout=HANG_GUARD)
     polled.kill()
+
+
+def test_a_lone_waiters_safety_timeout_costs_one_try_and_no_reading(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone on its socket, a reader whose safety timeout fires just tries again: nobody
+    else needs EVENTS read for them, and its try tells it the truth."""
+    a, b = connected(ctx, zmq.PAIR, zmq.PAIR, "inproc")
+    readings: list[int] = []
+    raw_get = _waiting._raw_get
+
+    def counted(sock: Any, option: int) -> Any:
+        if option == zmq.EVENTS:
+            readings.append(option)
+        return raw_get(sock, option)
+
+    monkeypatch.setattr(_waiting, "_raw_get", counted)
+    a.safety_timeout = 0.02
+    before = zmq_green.stats()["safety_wakeups"]
+    reader = gevent.spawn(a.recv)
+    until(lambda: zmq_green.stats()["safety_wakeups"] - before >= 3)
+    assert readings == []
+    b.send(b"at last")
+    assert reader.get(timeout=HANG_GUARD) == b"at last"

@@ -6,8 +6,7 @@ import importlib
 import math
 from collections.abc import Sequence
 
-from .report import SUBJECT, ratio_to, summarize
-from .runner import Run
+from .report import SUBJECT, Run, ratio_to, summarize
 
 __all__ = ["MISSING", "available", "plot"]
 

@@ -8,7 +8,7 @@ import platform
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +17,11 @@ from .peers import PEERS
 
 if TYPE_CHECKING:
     from .options import Options
-    from .runner import Run
 
 __all__ = [
     "SUBJECT",
     "Cell",
+    "Run",
     "cpu_model",
     "document",
     "format_cell",
@@ -38,6 +38,24 @@ __all__ = [
 
 #: The peer the ratios are about.
 SUBJECT = "zmq_green"
+
+
+@dataclass
+class Run:
+    """The outcome of one measurement: a value, or the failure that stands in its place.
+
+    ``failure`` is an exception's type name (``AssertionError``), ``timeout``,
+    ``exit <status>`` or ``n/a: <reason>``; ``detail`` says more where known.
+    """
+
+    case: str
+    peer: str
+    round: int
+    value: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    failure: str | None = None
+    detail: str = ""
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

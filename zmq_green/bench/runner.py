@@ -9,33 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .cases import CASES
 from .options import Options
 from .peers import PEERS
-from .report import format_value
+from .report import Run, format_value
 
 __all__ = ["Run", "plan", "run_all", "run_one"]
-
-
-@dataclass
-class Run:
-    """The outcome of one measurement: a value, or the failure that stands in its place.
-
-    ``failure`` is an exception's type name (``AssertionError``), ``timeout``,
-    ``exit <status>`` or ``n/a: <reason>``; ``detail`` says more where known.
-    """
-
-    case: str
-    peer: str
-    round: int
-    value: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-    failure: str | None = None
-    detail: str = ""
-    seconds: float = 0.0
 
 
 def plan(opts: Options) -> Iterator[tuple[int, str, str]]:

@@ -212,3 +212,12 @@ def _no_waiter_left() -> Iterator[None]:
     gevent.sleep(0)
     left = [w for w in _waits_by_handle.values() if w.count and not w.closed]
     assert not left, f"greenlets still wait on {len(left)} open socket(s) after the test"
+
+
+def active_watchers() -> int:
+    """The hub's active watchers: libev's count; libuv's started fd watchers (its activecnt is always 0)."""
+    loop = gevent.get_hub().loop
+    io = getattr(loop, "_io_watchers", None)
+    if io is not None:
+        return sum(1 for watcher in io.values() if watcher.active)
+    return int(loop.activecnt)

@@ -37,9 +37,16 @@ SPEC_CASES = [
     "reqrep-ipc-2proc",
     "fanin",
     "shared",
-    "poller",
+    "poller-1",
+    "poller-100",
+    "poller-1000",
+    "poller-10000",
     "device",
     "zmqstream",
+    "zmqstream-1",
+    "zmqstream-100",
+    "zmqstream-1000",
+    "zmqstream-10000",
     "idle",
 ]
 
@@ -64,6 +71,9 @@ def test_quick_is_one_round_at_quick_sizes_unless_rounds_given() -> None:
     assert all(quick.size(case) == CASES[case].quick_size for case in CASES)
     assert all(CASES[case].quick_size < CASES[case].size for case in CASES)
     assert parse_args(["--quick", "--rounds", "2"]).rounds == 2
+    # --quick stops the scaling cases at 1,000 sockets, unless they are asked for.
+    assert quick.cases == tuple(case for case in SPEC_CASES if not case.endswith("-10000"))
+    assert parse_args(["--quick", "--cases", "poller-10000"]).cases == ("poller-10000",)
 
 
 @pytest.mark.timeout(10)
@@ -148,7 +158,8 @@ def test_every_case_has_a_zmq_green_body_and_every_gap_a_reason() -> None:
             assert (reason is None) == (case in peer.bodies)
             assert reason is None or reason.strip()
     assert PEERS["threads"].unavailable("shared") == "not thread-safe"
-    assert set(PEERS["tornado"].bodies) == {"zmqstream"}
+    assert set(PEERS["tornado"].bodies) == {case for case in CASES if case.startswith("zmqstream")}
+    assert PEERS["asyncio"].unavailable("zmqstream-100") == "see tornado"
     assert set(PEERS["raw"].bodies) == {"stream-inproc", "stream-tcp", "stream-large", "shared", "reqrep-tcp"}
 
 
@@ -434,7 +445,7 @@ def test_plot_draws_one_bar_per_finite_ratio_on_a_log_scale(monkeypatch: Any) ->
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     fig, ax = Recorder("fig", calls), Recorder("ax", calls)
     monkeypatch.setitem(sys.modules, "matplotlib", Recorder("matplotlib", calls))
-    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", Recorder("plt", calls, {"subplots": (fig, ax)}))
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", Recorder("plt", calls, {"subplots": (fig, [[ax]])}))
 
     plot.plot(
         "ratios.png",
@@ -460,6 +471,37 @@ def test_plot_draws_one_bar_per_finite_ratio_on_a_log_scale(monkeypatch: Any) ->
     assert ticks == (pytest.approx([0.2, 1.2, 2.2]), ["stream-inproc", "shared", "idle"])
     assert ("fig.savefig", ("ratios.png",), {"dpi": 120}) in calls
     assert names[-1] == "plt.close" and calls[-1][1] == (fig,)
+
+
+@pytest.mark.timeout(10)
+def test_plot_draws_cost_against_sockets_for_a_scaling_family(monkeypatch: Any) -> None:
+    """poller-N at two sizes: below the bars, a log-log line per peer of microseconds per
+    round trip against N (a peer with no figure draws no line)."""
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    fig, ax, scaling = Recorder("fig", calls), Recorder("ax", calls), Recorder("scaling", calls)
+    monkeypatch.setitem(sys.modules, "matplotlib", Recorder("matplotlib", calls))
+    grid = {"subplots": (fig, [[ax], [scaling]])}
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", Recorder("plt", calls, grid))
+    runs = [
+        Run("poller-1", "zmq_green", 0, value=10_000.0),
+        Run("poller-100", "zmq_green", 0, value=8_000.0),
+        Run("poller-1", "threads", 0, value=20_000.0),
+        Run("poller-100", "threads", 0, value=5_000.0),
+        Run("poller-1", "tornado", 0, failure="n/a: zmqstream cases only"),
+        Run("poller-100", "tornado", 0, failure="n/a: zmqstream cases only"),
+    ]
+
+    plot.plot("ratios.png", ["poller-1", "poller-100"], ["zmq_green", "threads", "tornado"], runs)
+
+    subplots = next((args, kwargs) for name, args, kwargs in calls if name == "plt.subplots")
+    assert subplots[0] == (2, 1)
+    lines = [(args, kwargs["label"]) for name, args, kwargs in calls if name == "scaling.plot"]
+    assert lines == [
+        (((1, 100), (100.0, 125.0)), "zmq_green"),
+        (((1, 100), (50.0, 200.0)), "threads"),
+    ]
+    assert ("scaling.set_xscale", ("log",), {}) in calls
+    assert ("scaling.set_yscale", ("log",), {}) in calls
 
 
 @pytest.mark.timeout(60)

@@ -954,3 +954,42 @@ def test_awaiting_what_only_asyncio_can_finish_raises_in_the_coroutine(
     assert sorted(seen[1:]) == ["finally", "went on"]
     raised = sorted(type(r.exc_info[1]).__name__ for r in caplog.records if r.exc_info)
     assert raised == ["RuntimeError", "TypeError"]  # asyncio's "no running event loop"
+
+
+@pytest.mark.timeout(20)
+def test_a_loop_iteration_looks_only_at_the_raw_fds_that_fired(
+    loop: IOLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 pipe handlers, one active: once the loop has blocked, each iteration's check
+    looks at the fds that fired (this pipe, the loop's waker), not at all 100."""
+    import zmq_green.poll
+
+    checked: list[int] = []
+    real = zmq_green.poll.zmq_poll
+
+    def counting(items: Any, timeout: int = -1) -> Any:
+        checked.append(len(items))
+        return real(items, timeout)
+
+    pipes = [os.pipe() for _ in range(100)]
+    got: list[bytes] = []
+    try:
+        for r, _ in pipes:
+            loop.add_handler(r, lambda fd, events: got.append(os.read(fd, 1)), IOLoop.READ)
+        writer = pipes[50][1]
+
+        def write_then_stop() -> None:
+            monkeypatch.setattr(zmq_green.poll, "zmq_poll", counting)
+            for i in range(20):
+                os.write(writer, b"%d" % (i % 10))
+                gevent.sleep(0.005)
+            loop.add_callback(loop.stop)
+
+        loop.call_later(0.05, lambda: gevent.spawn(write_then_stop))
+        loop.start()
+        assert got == [b"%d" % (i % 10) for i in range(20)]
+        assert checked and max(checked) <= 2, checked
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)

@@ -17,7 +17,7 @@ import gevent
 import pytest
 import zmq
 import zmq.green
-from conftest import Ticker, outcome, pair, until
+from conftest import Ticker, active_watchers, outcome, pair, until
 from transports import HANG_GUARD, TRANSPORTS, bound, connected, connecting, fill_until_full
 
 import zmq_green
@@ -154,6 +154,7 @@ def test_select_results_equal_pyzmqs(mod: Any, mod_ctx: Any, pipe: tuple[int, in
     until(lambda: pull.poll(0) != 0)
     rlist, wlist, xlist = mod.select([pull, r], [push], [pull], None)
     assert (sorted(rlist, key=repr), wlist, xlist) == (sorted([pull, r], key=repr), [push], [])
+    assert mod.select([pull, pull], [pull], [], 0) == ([pull], [], [])  # listed twice: reported once
     assert mod.select([], [], [], 0.01) == ([], [], [])
 
 
@@ -331,11 +332,6 @@ def test_poll_none_or_negative_waits_forever(ctx: zmq_green.Context, timeout: An
 # -- watchers: made per blocked poll, nothing left after kill/Timeout ----------------
 
 
-def active_watchers() -> int:
-    """How many watchers the hub's loop has started (libev and libuv count them alike)."""
-    return int(gevent.get_hub().loop.activecnt)
-
-
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("how", ["kill", "gevent.Timeout", "timeout", "ready"])
@@ -374,12 +370,15 @@ def test_a_poll_leaves_nothing_started(
         os.read(r, 1)
     assert waits() > before  # it did block
     state = waits_of(pull)
-    assert not state.pollers and state.count == 0
-    assert not state.watcher.active
-    assert active_watchers() == started
+    assert state.count == 0 and not any(interest.blocked for interest in state.interests)
+    # The poller keeps watching its socket (the next poll checks only what changed),
+    # not the raw fds (libuv's loop counts no watchers: there, only the first holds).
+    assert state.watcher.active and active_watchers() == started + 1
     # ...and the poller still works.
     push.send(b"m")
     assert poller.poll(HANG_GUARD * 1000) == [(pull, zmq.POLLIN)]
+    poller.unregister(pull)
+    assert not state.interests and not state.watcher.active
 
 
 # -- raw fds: what the hub's watchers cannot see, as pyzmq sees it -------------------
@@ -669,6 +668,366 @@ def test_select_killed_while_waiting_leaves_the_socket_clean(ctx: zmq_green.Cont
     until_waiting(before)
     waiting.kill()
     state = waits_of(pull)
-    assert not state.pollers and state.count == 0 and not state.watcher.active
+    assert state.count == 0
     push.send(b"m")
     assert pull.recv() == b"m"
+
+
+# -- standing registrations: a poll checks what changed ------------------------------
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many registrations each zmq_poll of the green Poller looked at."""
+    sizes: list[int] = []
+    real = zmq_green.poll.zmq_poll
+
+    def counting(items: Any, timeout: int = -1) -> Any:
+        sizes.append(len(items))
+        return real(items, timeout)
+
+    monkeypatch.setattr(zmq_green.poll, "zmq_poll", counting)
+    return sizes
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_poll_looks_only_at_what_changed(
+    ctx: zmq_green.Context, transport: str, checked: list[int]
+) -> None:
+    """200 registered sockets, one active: once the poller has blocked, each poll looks
+    at the active socket (and those found ready last time), not at the other 199."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    quiet = [ctx.socket(zmq.PULL) for _ in range(199)]
+    poller = zmq_green.Poller()
+    for sock in [*quiet[:100], pull, *quiet[100:]]:
+        poller.register(sock, zmq.POLLIN)
+    assert poller.poll(10) == []  # blocks: the poller now watches them
+    checked.clear()
+    for i in range(20):
+        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+        gevent.sleep(0)
+        push.send(b"%d" % i)
+        assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
+        assert pull.recv() == b"%d" % i
+    assert checked and max(checked) <= 2, checked
+    for sock in quiet:
+        sock.close()
+
+
+@pytest.mark.timeout(20)
+def test_a_busy_poll_loop_that_never_blocks_looks_only_at_what_changed(
+    ctx: zmq_green.Context, checked: list[int]
+) -> None:
+    """A poller polled again keeps its registrations although no poll blocks: a loop
+    whose every poll finds a message costs the active socket, not the 200."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    quiet = [ctx.socket(zmq.PULL) for _ in range(199)]
+    poller = zmq_green.Poller()
+    for sock in [*quiet[:100], pull, *quiet[100:]]:
+        poller.register(sock, zmq.POLLIN)
+    checked.clear()
+    for i in range(20):
+        push.send(b"%d" % i)
+        assert poller.poll(HANG_GUARD * 1000) == [(pull, zmq.POLLIN)]
+        assert pull.recv() == b"%d" % i
+    # The first poll checks every registration, the second too, and keeps them.
+    assert checked[:2] == [200, 200] and max(checked[2:]) <= 2, checked
+    for sock in quiet:
+        sock.close()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_socket_left_ready_is_found_again_without_a_new_signal(
+    ctx: zmq_green.Context, transport: str
+) -> None:
+    """Two messages, one read between polls: the second poll finds the socket still ready
+    although its fd has not fired again (the signal was consumed by the first poll)."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, transport)
+    poller = zmq_green.Poller()
+    poller.safety_timeout = None  # no net: only the poller's own record may find it
+    poller.register(pull, zmq.POLLIN)
+    assert poller.poll(10) == []
+    push.send(b"one")
+    push.send(b"two")
+    until(lambda: poller.poll(0) != [])
+    assert poller.poll(HANG_GUARD * 1000) == [(pull, zmq.POLLIN)]  # not consumed: still ready
+    assert pull.recv() == b"one"
+    assert poller.poll(HANG_GUARD * 1000) == [(pull, zmq.POLLIN)]
+    assert pull.recv() == b"two"
+    assert poller.poll(10) == []
+
+
+@pytest.mark.timeout(10)
+def test_a_plain_socket_made_ready_by_a_plain_call_between_polls_is_found() -> None:
+    """zmq_green does not see calls through plain pyzmq objects: such sockets are checked
+    by every poll. A plain reading of EVENTS takes the signal of a message that came
+    between two polls; the second poll finds the message all the same."""
+    native = zmq.Context()
+    try:
+        router = native.socket(zmq.ROUTER)
+        router.linger = 0
+        router.bind("tcp://127.0.0.1:*")
+        dealer = native.socket(zmq.DEALER)
+        dealer.linger = 0
+        poller = zmq_green.Poller()
+        poller.safety_timeout = None
+        poller.register(dealer, zmq.POLLIN)
+        assert poller.poll(10) == []
+        dealer.connect(router.last_endpoint)
+        dealer.send(b"ping")
+        identity, _ = router.recv_multipart()
+        router.send_multipart([identity, b"pong"])
+        # Plain calls, and the hub does not run: they consume the signal of the pong
+        # before the poller's watcher could see it.
+        while not dealer.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            time.sleep(0.001)
+        assert poller.poll(HANG_GUARD * 1000) == [(dealer, zmq.POLLIN)]
+    finally:
+        native.destroy(linger=0)
+
+
+@pytest.mark.timeout(10)
+def test_an_unregistered_socket_is_no_longer_watched_nor_reported(ctx: zmq_green.Context) -> None:
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    other_pull, other_push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    poller.register(other_pull, zmq.POLLIN)
+    before = waits()
+    polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+    until_waiting(before)
+    poller.unregister(pull)  # while the poll is blocked
+    assert not waits_of(pull).interests and not waits_of(pull).watcher.active
+    push.send(b"not for the poller")
+    other_push.send(b"for the poller")
+    assert polling.get(timeout=HANG_GUARD) == [(other_pull, zmq.POLLIN)]
+    assert pull.recv() == b"not for the poller"
+
+
+@pytest.mark.timeout(10)
+def test_two_pollers_of_one_socket_do_not_keep_waking_each_other(ctx: zmq_green.Context) -> None:
+    """Each poll reads EVENTS and has the other poller's socket rechecked; a recheck wakes
+    only what it finds ready, so two blocked polls stay blocked while nothing happens."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    pollers = [zmq_green.Poller(), zmq_green.Poller()]
+    for poller in pollers:
+        poller.register(pull, zmq.POLLIN)
+    before = waits()
+    polls = [gevent.spawn(poller.poll, HANG_GUARD * 1000) for poller in pollers]
+    until_waiting(before, 2)
+    settled = waits()
+    gevent.sleep(0.05)
+    assert waits() == settled, "the pollers woke each other"
+    push.send(b"m")
+    assert [p.get(timeout=HANG_GUARD) for p in polls] == [[(pull, zmq.POLLIN)]] * 2
+
+
+@pytest.mark.timeout(10)
+def test_a_dropped_poller_stops_watching(ctx: zmq_green.Context) -> None:
+    pull, _ = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    assert poller.poll(10) == []
+    assert waits_of(pull).interests and waits_of(pull).watcher.active
+    del poller
+    assert not waits_of(pull).interests and not waits_of(pull).watcher.active
+
+
+@pytest.mark.timeout(20)
+def test_a_socket_handed_to_another_thread_is_watched_there_and_again_here(
+    ctx: zmq_green.Context,
+) -> None:
+    """A poller of this thread watches a socket; another thread then uses the socket (its
+    hub takes the watcher over). The poller, polled here again, watches it anew."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    assert poller.poll(10) == []
+    push.send(b"to the thread")
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(pull.recv()))
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert got == [b"to the thread"]
+    before = waits()
+    polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+    until_waiting(before)
+    push.send(b"back here")
+    assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("polling", [True, False], ids=["while-polling", "between-polls"])
+def test_a_context_terminated_under_a_standing_poller_is_reported(polling: bool) -> None:
+    """Termination begins while a poll of the poller is blocked, or between two polls:
+    that poll, or the next, raises ContextTerminated (libzmq's ETERM), as pyzmq's would."""
+    ctx = zmq_green.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.linger = 0
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    assert poller.poll(10) == []  # the poller now watches the socket
+    before = waits()
+    blocked = gevent.spawn(outcome, poller.poll, HANG_GUARD * 1000) if polling else None
+    if blocked is not None:
+        until_waiting(before)
+    terming = gevent.spawn(ctx.term)
+    if blocked is not None:
+        error = blocked.get(timeout=HANG_GUARD)
+    else:
+        until(lambda: os.getpid() in ctx._terminations())  # zmq_ctx_term has been called
+        error = outcome(poller.poll, HANG_GUARD * 1000)
+    assert type(error) is zmq.ContextTerminated, error
+    pull.close()
+    terming.get(timeout=HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+def test_a_socket_registered_during_a_blocked_poll_is_polled_next_time(ctx: zmq_green.Context) -> None:
+    """As in pyzmq, a poll uses the registrations it began with; the next one has the new one."""
+    pull, push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    late_pull, late_push = connected(ctx, zmq.PULL, zmq.PUSH, "inproc")
+    poller = zmq_green.Poller()
+    poller.register(pull, zmq.POLLIN)
+    before = waits()
+    polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+    until_waiting(before)
+    poller.register(late_pull, zmq.POLLIN)
+    late_push.send(b"late")
+    push.send(b"first")
+    assert pull in dict(polling.get(timeout=HANG_GUARD))
+    assert pull.recv() == b"first"
+    assert poller.poll(HANG_GUARD * 1000) == [(late_pull, zmq.POLLIN)]
+
+
+@pytest.mark.timeout(10)
+def test_unregistering_beside_a_bad_registration_raises_only_at_the_poll(mod: Any, mod_ctx: Any) -> None:
+    """pyzmq checks registrations when it polls: a bad one beside does not make an
+    unregister fail, and the poll then rejects it."""
+    good, other = mod_ctx.socket(mod.PULL), mod_ctx.socket(mod.PULL)
+    poller = mod.Poller()
+    poller.register(good, mod.POLLIN)
+    assert poller.poll(10) == []  # zmq_green's poller now watches good
+    poller.register(other, "now")
+    poller.unregister(good)
+    with pytest.raises(TypeError):
+        poller.poll(0)
+    for sock in (good, other):
+        sock.close()
+
+
+# -- standing raw fds (the IOLoop's rule: an fd is unregistered before it closes) ----
+
+
+class StandingPoller(zmq_green.Poller):
+    _standing_fds = True
+
+
+def hub_turns(seconds: float) -> int:
+    """How many times the hub's loop turns while the caller sleeps *seconds*."""
+    turns = [0]
+    prepare = gevent.get_hub().loop.prepare()
+    prepare.start(lambda: turns.__setitem__(0, turns[0] + 1))
+    try:
+        gevent.sleep(seconds)
+    finally:
+        prepare.close()
+    return turns[0]
+
+
+@pytest.fixture
+def pipes() -> Iterator[list[tuple[int, int]]]:
+    made = [os.pipe() for _ in range(100)]
+    yield made
+    for r, w in made:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.timeout(20)
+def test_standing_fds_a_poll_looks_only_at_the_fd_that_fired(
+    pipes: list[tuple[int, int]], checked: list[int]
+) -> None:
+    poller = StandingPoller()
+    for r, _ in pipes:
+        poller.register(r, zmq.POLLIN)
+    assert poller.poll(10) == []  # blocks: the fds are watched from now on
+    checked.clear()
+    r, w = pipes[50]
+    for _ in range(20):
+        polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
+        gevent.sleep(0)
+        os.write(w, b"x")
+        assert polling.get(timeout=HANG_GUARD) == [(r, zmq.POLLIN)]
+        assert os.read(r, 1) == b"x"
+    assert checked and max(checked) <= 1, checked
+
+
+@pytest.mark.timeout(10)
+def test_standing_fds_an_fd_left_ready_is_reported_until_read(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    poller = StandingPoller()
+    poller.safety_timeout = None  # only the watch may find it
+    poller.register(r, zmq.POLLIN)
+    assert poller.poll(10) == []
+    os.write(w, b"ab")
+    assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLIN)]
+    assert os.read(r, 1) == b"a"
+    assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLIN)]  # one byte left: still ready
+    assert os.read(r, 1) == b"b"
+    assert poller.poll(20) == []
+    os.write(w, b"c")  # fires the watcher made anew when the fd was found no longer ready
+    assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLIN)]
+
+
+@pytest.mark.timeout(10)
+def test_standing_fds_a_ready_fd_nobody_polls_does_not_turn_the_hub(pipe: tuple[int, int]) -> None:
+    """The hub's watchers are level-triggered: a started watcher on an unread pipe would
+    fire on every turn of the loop. One that fired stands down until the next poll."""
+    r, w = pipe
+    poller = StandingPoller()
+    poller.register(r, zmq.POLLIN)
+    assert poller.poll(10) == []
+    quiet = hub_turns(0.1)
+    os.write(w, b"x")  # readable, and nobody polls or reads
+    assert hub_turns(0.1) <= quiet + 3
+    assert poller.poll(0) == [(r, zmq.POLLIN)]
+
+
+@pytest.mark.timeout(10)
+def test_standing_fds_unregistered_or_changed_during_a_blocked_poll(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    r2, w2 = os.pipe()
+    try:
+        poller = StandingPoller()
+        poller.safety_timeout = None
+        poller.register(r, zmq.POLLIN)
+        poller.register(r2, zmq.POLLIN)
+        polling = gevent.spawn(poller.poll, 200)
+        gevent.sleep(0.02)  # the poll has blocked (no signal to wait for: nothing happens)
+        poller.unregister(r)
+        os.write(w, b"x")  # an fd no longer registered wakes nothing
+        assert polling.get(timeout=HANG_GUARD) == []
+        poller.register(r2, zmq.POLLOUT)  # now watched for the other direction
+        poller.register(r, zmq.POLLIN)  # back, and ready
+        assert poller.poll(HANG_GUARD * 1000) == [(r, zmq.POLLIN)]
+        os.read(r, 1)
+        os.write(w2, b"y")  # r2 is readable, but watched for POLLOUT only
+        assert poller.poll(50) == []
+    finally:
+        os.close(r2)
+        os.close(w2)
+
+
+@pytest.mark.timeout(10)
+def test_standing_fds_a_dropped_poller_leaves_no_watcher(pipe: tuple[int, int]) -> None:
+    r, _ = pipe
+    before = active_watchers()
+    poller = StandingPoller()
+    poller.register(r, zmq.POLLIN)
+    assert poller.poll(10) == []
+    assert poller._standing is not None and poller._standing.watchers  # watched from now on
+    del poller
+    assert active_watchers() == before

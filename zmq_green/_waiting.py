@@ -89,18 +89,41 @@ The protocol
 
 Each libzmq socket has one :class:`SocketWaits` (shared by every Python object
 over it: shadows too), bound to one hub: two FIFO lines (readers and writers),
-a set of pollers, and one io watcher on ``ZMQ_FD`` that is started only while
-somebody waits. Only the head of a line tries the call; the others wait for
-their turn. When ``EVENTS`` shows readiness, the head of the matching line and
-every matching poller are woken -- one greenlet per readiness per line.
-Whoever makes a call on the socket while others wait, and a head that leaves its
-line for any reason (success, timeout, kill, error), has ``EVENTS`` read again
-before the hub next blocks (:meth:`SocketWaits.poke`): that hands the turn on if
-the socket is still ready, in either direction. A poller reads ``EVENTS`` on
-all its sockets when it starts to wait (``zmq_poll``); once woken it checks
-only the sockets that woke it, since the others have stayed quiet. ``close()``
-wakes every waiter with ``ENOTSOCK``; a terminating context wakes them with
-``ETERM`` (libzmq posts a command, ``EVENTS`` then fails with ``ETERM``).
+the pollers that poll it, and one io watcher on ``ZMQ_FD`` that is started only
+while somebody waits or polls. Only the head of a line tries the call; the
+others wait for their turn. When ``EVENTS`` shows readiness, the head of the
+matching line and every matching poller are woken -- one greenlet per
+readiness per line. Whoever makes a call on the socket while others wait, and a
+head that leaves its line for any reason (success, timeout, kill, error), has
+``EVENTS`` read again before the hub next blocks (:meth:`SocketWaits.poke`):
+that hands the turn on if the socket is still ready, in either direction.
+``close()`` wakes every waiter with ``ENOTSOCK``; a terminating context wakes
+them with ``ETERM`` (libzmq posts a command, ``EVENTS`` then fails with
+``ETERM``).
+
+Pollers
+-------
+
+A poll must cost what changed since the last one, not what is registered: a
+broker polls a thousand backends, one of which is busy. So a poller's
+registration stands from poll to poll (:class:`Interest`), once a poll has
+blocked. While it stands, the socket's fd is watched, and whatever may have made
+the socket ready *marks* it for the poller: the fd fired (read at once when no
+poll is blocked, which also quiets the fd; else the woken poll's own check reads
+it), an ``EVENTS`` reading found it ready, or a green call was made on it (with
+greenlets waiting, the recheck that the call schedules marks it if ready;
+without, the call marks it outright: it is cheaper than a reading). A poll
+checks, with one ``zmq_poll``, only the marked sockets; those its last check
+found ready (the fd is edge-triggered: a socket left ready does not signal
+again); new registrations; and what zmq_green cannot see calls on -- plain
+``zmq.Socket`` objects and raw fds. Then it blocks until a mark or an fd wakes it.
+
+A check reads ``EVENTS``, so it may eat a signal that others wait for: it has
+their socket rechecked (a reading of its own, which wakes only whom it finds
+ready: two pollers of one socket that marked each other outright would never
+stop). The safety timeout of a blocked poll checks every registration, as
+pyzmq's poll would. A call through a plain pyzmq object over a green socket
+(a plain shadow) goes unseen, as it does for waiting greenlets.
 
 A call that arrives while others of its direction are queued tries once before
 queueing, and may so overtake them: that keeps a busy socket fast. It may do so
@@ -158,13 +181,11 @@ __all__ = [
     "OVERTAKE_LIMIT",
     "RESCUED",
     "Entry",
-    "PollEntry",
+    "Interest",
     "SocketWaits",
-    "add_poller",
     "block",
     "block_until",
     "busy_poll_of",
-    "remove_poller",
     "reset_stats",
     "safety_timeout_of",
     "stats",
@@ -277,24 +298,69 @@ class Entry:
             hub.loop.run_callback(self.waiter.switch, value)
 
 
-class PollEntry(Entry):
-    """A poller's place among the waiters of many sockets.
+class Interest:
+    """A poller's standing registration with the sockets it polls, in one hub.
 
-    ``fired`` lists the sockets (their :class:`SocketWaits`, and the mask polled)
-    that woke it since it last blocked: after the wake-up only those need
-    checking, not every socket it polls.
+    Kept from poll to poll (see "Pollers" in the module's notes): the sockets it
+    watches (:class:`SocketWaits`, and the mask polled) keep their fd watched for
+    it, and whatever may have made one of them ready -- its fd fired, an ``EVENTS``
+    reading found it ready, a green call was made on it -- *marks* it, and wakes
+    the polls blocked on it. A poll checks only the marked sockets.
     """
 
-    __slots__ = ("fired",)
+    __slots__ = ("blocked", "failed", "hub", "lost", "marked", "watching")
 
     def __init__(self, hub: Hub) -> None:
-        super().__init__(hub, 0)
-        self.fired: list[tuple[SocketWaits, int]] = []
+        self.hub = hub
+        self.watching: dict[SocketWaits, int] = {}
+        #: Marked since the last check, in marking order (a dict as an ordered set).
+        self.marked: dict[SocketWaits, None] = {}
+        #: The entries of the polls blocked on it now.
+        self.blocked: list[Entry] = []
+        #: The error each of them must raise: a socket closed (ENOTSOCK), its context
+        #: ended (ETERM). Kept apart from the wake-up, which may have been sent already.
+        self.failed: dict[Entry, BaseException] = {}
+        #: A socket stopped being watched for it (handed to another thread's hub).
+        self.lost = False
 
-    def fire(self, waits: SocketWaits, mask: int, value: str = READY) -> None:
-        """*waits*' socket may be ready for *mask*: note it, and wake the poller (once)."""
-        self.fired.append((waits, mask))
-        self.wake(value)
+    def mark(self, waits: SocketWaits, value: Any = READY) -> None:
+        """*waits*' socket may be ready (or *value* is its error): note it, wake the blocked polls."""
+        self.marked[waits] = None
+        # A copy: a poll woken from the hub runs at once, and leaves the list.
+        for entry in tuple(self.blocked):
+            if isinstance(value, BaseException):
+                self.failed.setdefault(entry, value)
+            entry.wake(value)
+
+    def take_marked(self) -> dict[SocketWaits, None]:
+        """The sockets marked since the last call, which the caller is about to check."""
+        marked, self.marked = self.marked, {}
+        return marked
+
+    def watch(self, waits: SocketWaits, mask: int) -> None:
+        """Watch *waits*' socket for *mask* from now on (or, if watched, for *mask* instead)."""
+        if waits.hub is not self.hub:
+            waits.bind()  # raises if greenlets of another thread wait on it
+        if self not in waits.interests:
+            waits.watched += 1
+            if waits.watched == 1 and waits.watcher is not None:
+                waits.watcher.start(waits._on_fd)
+        waits.interests[self] = mask
+        self.watching[waits] = mask
+
+    def unwatch(self, waits: SocketWaits) -> None:
+        """Stop watching *waits*' socket."""
+        self.watching.pop(waits, None)
+        self.marked.pop(waits, None)
+        if waits.interests.pop(self, None) is not None:
+            waits.watched -= 1
+            if waits.watched == 0 and waits.watcher is not None:
+                waits.watcher.stop()
+
+    def close(self) -> None:
+        """Watch nothing any more: the poller is gone, or moves to another thread."""
+        for waits in list(self.watching):
+            self.unwatch(waits)
 
 
 class _BusyPoll:
@@ -394,12 +460,13 @@ class SocketWaits:
         "fifo",
         "held",
         "hub",
+        "interests",
         "news",
         "overtaken",
         "poked",
-        "pollers",
         "readers",
         "rescued_at",
+        "watched",
         "watcher",
         "writers",
     )
@@ -411,10 +478,12 @@ class SocketWaits:
         self.fd = -1
         self.readers: deque[Entry] = deque()
         self.writers: deque[Entry] = deque()
-        #: The mask each polling greenlet's entry waits for, in arrival order.
-        self.pollers: dict[PollEntry, int] = {}
-        #: readers + writers + pollers: non-zero means someone may need waking.
+        #: The mask each poller that polls the socket (see Interest) polls it for.
+        self.interests: dict[Interest, int] = {}
+        #: readers + writers: non-zero means a greenlet may need waking.
         self.count = 0
+        #: count + interests: non-zero means the fd is watched, and calls are passed on.
+        self.watched = 0
         self.closed = False
         #: The directions (POLLIN, POLLOUT) whose newcomers must queue until the
         #: line has emptied: they overtook its waiters OVERTAKE_LIMIT times, or a
@@ -460,6 +529,10 @@ class SocketWaits:
                 )
             if self.closed:
                 raise zmq_error(ENOTSOCK)
+            for interest in list(self.interests):
+                # A poller of the other thread's: it watches again when it next polls there.
+                interest.unwatch(self)
+                interest.lost = True
             if self.watcher is not None:
                 try:
                     self.watcher.close()
@@ -471,15 +544,17 @@ class SocketWaits:
         return hub
 
     def join(self) -> None:
-        """Count one more waiter; the first one starts the watcher."""
+        """Count one more waiter; the first one to watch starts the watcher."""
         self.count += 1
-        if self.count == 1 and self.watcher is not None:
+        self.watched += 1
+        if self.watched == 1 and self.watcher is not None:
             self.watcher.start(self._on_fd)
 
     def leave(self) -> None:
-        """Count one waiter less; the last one stops the watcher."""
+        """Count one waiter less; the last one to watch stops the watcher."""
         self.count -= 1
-        if self.count == 0 and self.watcher is not None:
+        self.watched -= 1
+        if self.watched == 0 and self.watcher is not None:
             self.watcher.stop()
 
     # -- observing the socket ---------------------------------------------
@@ -487,15 +562,19 @@ class SocketWaits:
     def _on_fd(self) -> None:
         """The mailbox signal fired (runs in the hub)."""
         self.news += 1
-        if self.count == 1 and not self.writers:
-            # A lone reader or poller: its retry (recv, or zmq_poll) processes the
-            # commands and tells the truth; reading EVENTS first would do it twice.
+        if self.watched == 1:
+            # A lone reader, or one poller with a poll blocked: its retry (recv, or
+            # zmq_poll) processes the commands and tells the truth; reading EVENTS
+            # first would do it twice. A poller that is not polling reads nothing
+            # soon: EVENTS is read now, which also quiets the fd.
             if self.readers:
                 self.readers[0].wake(READY)
-            else:
-                poller, mask = next(iter(self.pollers.items()))
-                poller.fire(self, mask)
-            return
+                return
+            if self.interests:
+                interest = next(iter(self.interests))
+                if interest.blocked:
+                    interest.mark(self)
+                    return
         try:
             self.events()
         except zmq.ZMQError:
@@ -529,11 +608,12 @@ class SocketWaits:
             _wake_turn(self.readers, me, value)
         if events & POLLOUT and self.writers:
             _wake_turn(self.writers, me, value)
-        if self.pollers:
-            # A copy: a woken poller runs at once (we may be in the hub) and leaves.
-            for poller, mask in list(self.pollers.items()):
-                if mask & events and poller is not me:
-                    poller.fire(self, mask, READY if value is MAYBE else value)
+        if self.interests:
+            # A copy: a woken poll runs at once (we may be in the hub) and may
+            # change what its poller watches.
+            for interest, mask in list(self.interests.items()):
+                if mask & events:
+                    interest.mark(self, READY if value is MAYBE else value)
 
     def signalled(self) -> bool:
         """Whether the fd is signalled: commands are pending, and the watcher will fire.
@@ -568,16 +648,25 @@ class SocketWaits:
 
         The recheck runs as a hub callback, so a greenlet making many calls in a
         row pays for one ``EVENTS`` read, and it runs before the hub next waits
-        for I/O, so no wake-up can be lost in between.
+        for I/O, so no wake-up can be lost in between. With only pollers watching,
+        the call marks the socket for them instead: their next check reads it.
         """
-        if self.count and not self.poked and self.hub is not None:
+        if self.count:
+            self.recheck()
+        elif self.interests:
+            for interest in list(self.interests):
+                interest.mark(self)
+
+    def recheck(self) -> None:
+        """Have ``EVENTS`` read, and whoever it finds ready woken, before the hub next blocks."""
+        if not self.poked and self.hub is not None:
             self.poked = True
             self.hub.loop.run_callback(self._poked)
 
     def _poked(self) -> None:
         """The recheck itself: pass on what the calls revealed (runs in the hub)."""
         self.poked = False
-        if self.count and not self.closed:
+        if self.watched and not self.closed:
             try:
                 self.events()
             except zmq.ZMQError:
@@ -608,9 +697,10 @@ class SocketWaits:
 
     def fail_all(self, errno: int) -> None:
         """Wake every waiter with ``ZMQError(errno)``."""
-        entries = [*self.readers, *self.writers, *self.pollers]
-        for entry in entries:
+        for entry in [*self.readers, *self.writers]:
             entry.wake(zmq_error(errno))
+        for interest in list(self.interests):
+            interest.mark(self, zmq_error(errno))
 
     def close(self) -> None:
         """The socket is closing: stop watching its fd, wake all waiters with ENOTSOCK."""
@@ -664,7 +754,7 @@ class SocketWaits:
         rescue: str | None = None  # the counter a success goes to after a safety wake-up
         try:
             # Our failed try may have processed the commands that others wait for.
-            attempt = self.count > 1 and bool(self.events(entry) & direction)
+            attempt = self.watched > 1 and bool(self.events(entry) & direction)
             while True:
                 if self.closed:
                     raise zmq_error(ENOTSOCK)
@@ -713,7 +803,7 @@ class SocketWaits:
                 _stats["safety_wakeups"] += 1
                 late = entry.woken or self.wakeup_pending()
                 self.rescued_at = self.news
-                if self.count > 1:
+                if self.watched > 1:
                     self.events(entry, READY if late else RESCUED)
                 attempt = head
                 rescue = _rescue_counter(entry) if head and not late else None
@@ -726,7 +816,7 @@ class SocketWaits:
                 if direction == POLLIN or self.held is None:
                     self.fifo &= ~direction
             self.leave()
-            if was_head and self.count:
+            if was_head and self.watched:
                 # Our call (or our leaving the head of the line) may concern the others,
                 # in either direction: a recv can process the command that made the
                 # socket writable. Tell them before the hub next blocks.
@@ -757,7 +847,7 @@ class SocketWaits:
         processed may concern the others, so ``EVENTS`` is read for them, and it
         may say we are ready all the same: a message came meanwhile -- or it lies.
         """
-        if self.count == 1:
+        if self.watched == 1:
             return False, False
         checked = _monotonic()
         news = self.signalled()  # commands pending now are news, which the reading consumes
@@ -821,31 +911,6 @@ def busy_poll_of(waiter: Any) -> float:
     """The ``busy_poll`` of a socket or poller in seconds (0.0 when it is off)."""
     seconds = getattr(waiter, "busy_poll", DEFAULT_BUSY_POLL)
     return seconds if seconds and seconds > 0 else 0.0
-
-
-def add_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> None:
-    """Make *entry* a poller of every socket in *polled* (``(waits, mask)`` pairs).
-
-    :meth:`SocketWaits.bind` and :meth:`SocketWaits.join` in one loop: a poller
-    joins its sockets on every wait, so this is its fast path.
-    """
-    hub = entry.hub
-    for waits, mask in polled:
-        if waits.hub is not hub:
-            waits.bind()
-        waits.pollers[entry] = mask
-        waits.count += 1
-        if waits.count == 1 and waits.watcher is not None:
-            waits.watcher.start(waits._on_fd)
-
-
-def remove_poller(entry: PollEntry, polled: list[tuple[SocketWaits, int]]) -> None:
-    """Undo :func:`add_poller`: *entry* leaves every socket it joined; idle watchers stop."""
-    for waits, _ in polled:
-        if waits.pollers.pop(entry, None) is not None:
-            waits.count -= 1
-            if waits.count == 0 and waits.watcher is not None:
-                waits.watcher.stop()
 
 
 # Every Python object over one libzmq socket (an original and its shadows) shares

@@ -20,6 +20,18 @@ makes its watchers, and that set, afresh, and closes them when it returns: a
 kept watcher would outlive its file. Once an fd is closed the kernel forgets its
 registrations, and a stopped watcher restarted on a new file that has the same
 number is never registered again: the poll would not see it.
+
+That makes raw fds cost what is registered, per blocked poll: pyzmq's poll
+(``poll(2)`` on every call) lets a registered number be closed and reopened
+between polls, and a poller must follow it. A registry that forbids that, as
+tornado's ``add_handler`` does (remove the handler before closing its fd), can
+keep its watchers standing instead (``Poller._standing_fds``, which the green
+IOLoop sets): a watcher is made once for each fd and started; when it fires it
+marks the fd and is closed (the hub's watchers are level-triggered: a ready fd
+left started would fire on every turn of the loop); the next poll checks the
+marked fds with the sockets, and gives those that are not ready a new watcher (a
+new one: its fd is registered with the kernel afresh) before it blocks. So a poll
+costs the fds that fired, as it costs the sockets that changed.
 """
 
 from __future__ import annotations
@@ -38,13 +50,12 @@ from ._waiting import (
     DEFAULT_SAFETY_TIMEOUT,
     READY,
     RESCUED,
-    PollEntry,
+    Entry,
+    Interest,
     SocketWaits,
     _stats,
-    add_poller,
     block_until,
     busy_poll_of,
-    remove_poller,
     safety_timeout_of,
     waits_of,
 )
@@ -64,6 +75,13 @@ class Poller(zmq.Poller):
     sees the readiness. Raw file descriptors and objects with ``fileno()`` are
     watched by the hub directly.
 
+    A poll costs what changed since the last one, not what is registered: once
+    a poll has blocked, the poller keeps watching its zmq sockets (see
+    "Pollers" in ``zmq_green._waiting``), and a poll checks only the sockets
+    that may have become ready since (their fd fired, or a green call was made on
+    them), those it found ready last time, new registrations, raw fds, and zmq
+    sockets whose calls zmq_green does not see (plain ``zmq.Socket`` objects).
+
     Attributes
     ----------
     safety_timeout : float or None
@@ -74,29 +92,55 @@ class Poller(zmq.Poller):
 
     safety_timeout: float | None = DEFAULT_SAFETY_TIMEOUT
     busy_poll: float = DEFAULT_BUSY_POLL
+    #: Raw fds are watched from poll to poll, and must be unregistered before they are
+    #: closed (see the module's notes); else watched afresh by each blocked poll.
+    _standing_fds = False
 
     def __init__(self) -> None:
         super().__init__()
-        self._split: _Registrations | None = None
+        self._interest: Interest | None = None
+        #: Registered zmq sockets by SocketWaits, as the interest watches them.
+        self._watched: dict[SocketWaits, list[Any]] = {}
+        #: zmq sockets (un)registered since the interest last took them in.
+        self._pending: dict[Any, None] = {}
+        #: Checked by every poll: zmq sockets whose calls are not seen, and raw fds.
+        self._unseen: dict[Any, None] = {}
+        self._fds: dict[Any, None] = {}
+        #: zmq sockets (and standing raw fds) the last check found ready: they may
+        #: still be, without news.
+        self._last_ready: dict[Any, None] = {}
+        self._polled = False
+        #: The standing watch over raw fds, while the interest stands (_standing_fds).
+        self._standing: _StandingFds | None = None
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
         super().register(socket, flags)
-        self._changed()
+        self._note(socket)
 
     def unregister(self, socket: Any) -> None:
         """Remove a 0MQ socket or native fd from the poller; see :meth:`zmq.Poller.unregister`."""
         super().unregister(socket)
-        self._changed()
+        self._note(socket)
 
-    def _changed(self) -> None:
-        self._split = None
-
-    def _registered(self) -> _Registrations:
-        """The registrations as a poll starting now uses them (made once per change)."""
-        if self._split is None:
-            self._split = _Registrations(self.sockets)
-        return self._split
+    def _note(self, socket: Any) -> None:
+        """*socket*'s registration changed (pyzmq's ``register`` with 0 flags unregisters)."""
+        registered = socket in self._map
+        if isinstance(socket, _ZmqSocket):
+            self._pending[socket] = None
+            if not getattr(socket, "_calls_seen", False):
+                _toggle(self._unseen, socket, registered)
+            if not registered and self._interest is not None:
+                # Stop watching it now, not at the next poll (and only it: the other
+                # pending registrations are not yet known to be valid).
+                self._take_in((socket,))
+                del self._pending[socket]
+        else:
+            _toggle(self._fds, socket, registered)
+            if self._standing is not None:
+                self._standing.remove(socket)  # its mask changed, or it is gone
+                if registered:
+                    self._standing.add(socket, int(self.sockets[self._map[socket]][1]))
 
     def poll(self, timeout: float | None = None) -> list[tuple[Any, int]]:
         """Poll the registered 0MQ sockets and fds, blocking only the calling greenlet.
@@ -118,52 +162,147 @@ class Poller(zmq.Poller):
         if timeout > _INT_MAX:
             # What pyzmq's zmq_poll raises: its timeout is a C int.
             raise OverflowError("value too large to convert to int")
-        # zmq_poll first: it rejects a bad registration as pyzmq does (TypeError for
-        # string flags), before _registered() would see it.
-        ready: list[tuple[Any, int]] = zmq_poll(self.sockets, 0)
-        _pass_on(self._registered().zsocks, 0)
+        hub = get_hub()
+        interest = self._interest
+        if interest is not None and (interest.hub is not hub or interest.lost):
+            # Polled from another thread, or a socket went to one: watch afresh.
+            self._detach()
+            interest = None
+        # The new registrations are checked before the interest takes them in: zmq_poll
+        # rejects a bad one as pyzmq does (TypeError for string flags).
+        ready = self._check()
+        # A poller polled once (Socket.poll, select) only pays for the registrations
+        # if it blocks; one polled again keeps them, blocking or not: a busy loop's
+        # polls find something ready every time.
+        if (not ready and timeout != 0) or interest is not None or self._polled:
+            if self._interest is None:
+                self._interest = Interest(hub)
+                if self._standing_fds:
+                    self._standing = _StandingFds(self._interest)
+                    for fd in self._fds:  # just checked: watched, not marked
+                        self._standing.add(fd, int(self.sockets[self._map[fd]][1]), checked=True)
+            self._take_in(self._pending)
+            self._pending.clear()
+        self._polled = True
         if ready or timeout == 0:
             return ready
         return self._wait(timeout)
 
+    def _check(self, rescue: bool = False) -> list[tuple[Any, int]]:
+        """``zmq_poll`` what may be ready, in registration order; count a rescue if asked and due.
+
+        *rescue*: the poll was woken by another waiter's safety timeout, which found
+        the socket that marked it ready; a missed wake-up if nothing else since can
+        explain it (:meth:`SocketWaits.missed`).
+        """
+        candidates = dict(self._pending)
+        candidates.update(self._last_ready)
+        candidates.update(self._unseen)
+        standing = self._standing
+        if standing is None:
+            candidates.update(self._fds)
+        else:
+            candidates.update(standing.others)
+            candidates.update(standing.take_marked())
+        interest = self._interest
+        if interest is not None and interest.marked:
+            marked = interest.take_marked()
+            rescue = rescue and all(waits.missed() for waits in marked)
+            for waits in marked:
+                candidates.update(dict.fromkeys(self._watched.get(waits, ())))
+        else:
+            rescue = False
+        positions = self._map
+        sockets = self.sockets
+        items = [sockets[i] for i in sorted(positions[s] for s in candidates if s in positions)]
+        ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
+        self._last_ready = dict.fromkeys(s for s, _ in ready)
+        _pass_on(items, interest)
+        if ready and rescue:
+            _stats["rescues"] += 1
+        return ready
+
+    def _take_in(self, changed: Any) -> None:
+        """Have the interest watch the *changed* zmq sockets' registrations as they are now."""
+        interest = self._interest
+        assert interest is not None
+        positions, sockets, watched = self._map, self.sockets, self._watched
+        for socket in changed:
+            waits = waits_of(socket)
+            objects = watched.setdefault(waits, [])
+            if socket in positions:
+                if socket not in objects:
+                    objects.append(socket)
+            elif socket in objects:
+                objects.remove(socket)
+            if objects:
+                mask = 0
+                for o in objects:
+                    mask |= int(sockets[positions[o]][1])
+                interest.watch(waits, mask)
+            else:
+                del watched[waits]
+                interest.unwatch(waits)
+
+    def _detach(self) -> None:
+        """Watch nothing: every registration is pending again."""
+        if self._interest is not None:
+            self._interest.close()
+            self._interest = None
+        if self._standing is not None:
+            self._standing.close()
+            self._standing = None
+        self._watched.clear()
+        self._pending = {s: None for s, _ in self.sockets if isinstance(s, _ZmqSocket)}
+
     def _wait(self, timeout: int) -> list[tuple[Any, int]]:
-        hub = get_hub()
-        entry = PollEntry(hub)
+        interest = self._interest
+        assert interest is not None  # poll() attached before waiting
+        entry = Entry(interest.hub, 0)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000.0
         safety = safety_timeout_of(self)
         busy_poll = busy_poll_of(self)
-        registered = self._registered()
-        zsocks, fds = registered.zsocks, registered.fds
-        watch = _FdWatch(hub, fds) if fds else None
+        standing = self._standing
+        fds = [
+            (s, int(self.sockets[self._map[s]][1]))
+            for s in (self._fds if standing is None else standing.others)
+        ]
+        watch = _FdWatch(interest.hub, fds) if fds else None
         try:
-            add_poller(entry, zsocks)
             if watch is not None:
                 watch.start(entry.wake)
             while True:
-                entry.fired.clear()
                 if watch is not None:
                     watch.rearm()
-                value, expiry = block_until(entry, deadline, safety, busy_poll)
+                if standing is not None:
+                    standing.arm()
+                interest.blocked.append(entry)
+                try:
+                    value, expiry = block_until(entry, deadline, safety, busy_poll)
+                finally:
+                    interest.blocked.remove(entry)
+                    failure = interest.failed.pop(entry, None)
+                if failure is not None:
+                    raise failure  # a polled socket was closed (ENOTSOCK) or its context ended
                 if isinstance(value, BaseException):
-                    raise value  # a polled socket was closed (ENOTSOCK) or its context ended
+                    raise value
                 if value is READY or value is RESCUED:
-                    # Found by another waiter's safety timeout: a missed wake-up if
-                    # the check finds a socket ready, and no news came meanwhile.
-                    rescued = value is RESCUED and all(waits.missed() for waits, _ in entry.fired)
-                    # Every other socket's fd has stayed quiet since poll() found it
-                    # not ready, so it still is not: check only what fired.
-                    ready = registered.check(entry.fired)
+                    ready = self._check(rescue=value is RESCUED)
                     if ready:
-                        if rescued:
-                            _stats["rescues"] += 1
                         return ready
                     continue
                 # A signal or fd still pending at the safety timeout means the hub is
                 # late (its callback was due in this same turn): no missed wake-up.
-                late = not expiry and (entry.woken or any(waits.wakeup_pending() for waits, _ in zsocks))
-                late = late or bool(fds and not expiry and zmq_poll(fds, 0))
-                ready = zmq_poll(registered.items, 0)
-                _pass_on(zsocks, 1)
+                late = not expiry and (
+                    entry.woken
+                    or bool(interest.marked)
+                    or bool(standing and standing.marked)
+                    or any(waits.wakeup_pending() for waits in interest.watching)
+                    or bool(fds and zmq_poll(fds, 0))
+                )
+                ready = zmq_poll(self.sockets, 0)
+                _pass_on(self.sockets, interest)
+                self._last_ready = dict.fromkeys(s for s, _ in ready)
                 if not expiry:
                     _stats["safety_wakeups"] += 1
                     if ready and not late:
@@ -173,45 +312,21 @@ class Poller(zmq.Poller):
         finally:
             if watch is not None:
                 watch.close()
-            remove_poller(entry, zsocks)
+
+    def __del__(self) -> None:
+        for watch in (self.__dict__.get("_interest"), self.__dict__.get("_standing")):
+            if watch is not None:
+                try:
+                    watch.close()
+                except Exception:  # pragma: no cover - interpreter teardown
+                    pass
 
 
-class _Registrations:
-    """A poller's registrations, as a blocked poll uses them.
-
-    A poll keeps what was registered when it started, as pyzmq's ``zmq_poll``
-    keeps its list: another greenlet may change the poller meanwhile. Objects over
-    one libzmq socket (an original and its shadows) share its waits, which are
-    listed once with all their flags: the poller is woken for each object, and
-    counted once among the socket's waiters.
-    """
-
-    __slots__ = ("by_waits", "fds", "items", "zsocks")
-
-    def __init__(self, sockets: list[tuple[Any, int]]) -> None:
-        self.items = list(sockets)
-        self.fds: list[tuple[Any, int]] = []
-        self.by_waits: dict[SocketWaits, list[tuple[Any, int]]] = {}
-        masks: dict[SocketWaits, int] = {}
-        for s, f in self.items:
-            if isinstance(s, _ZmqSocket):
-                waits = waits_of(s)
-                masks[waits] = masks.get(waits, 0) | int(f)
-                self.by_waits.setdefault(waits, []).append((s, f))
-            else:
-                self.fds.append((s, int(f)))
-        self.zsocks = list(masks.items())
-
-    def check(self, fired: list[tuple[SocketWaits, int]]) -> list[tuple[Any, int]]:
-        """``zmq_poll`` the sockets that fired, and the raw fds, in registration order."""
-        if len(fired) == 1 and not self.fds:
-            items = self.by_waits[fired[0][0]]  # as registered: one may be a shadow
-        else:
-            seen = {waits for waits, _ in fired}
-            items = [(s, f) for s, f in self.items if not isinstance(s, _ZmqSocket) or waits_of(s) in seen]
-        ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
-        _pass_on(fired, 1)
-        return ready
+def _toggle(members: dict[Any, None], item: Any, present: bool) -> None:
+    if present:
+        members[item] = None
+    else:
+        members.pop(item, None)
 
 
 class _FdWatch:
@@ -274,20 +389,109 @@ class _FdWatch:
             self.kernel.close()
 
 
-def _pass_on(zsocks: list[tuple[SocketWaits, int]], ours: int) -> None:
-    """zmq_poll read EVENTS on these sockets: have their other waiters told what it found.
+class _StandingFds:
+    """A poller's standing watch over its raw fds (see the module's notes).
 
-    *ours* is how many of each socket's waiters are this poller (0 or 1).
+    Kept with the poller's :class:`Interest`, whose blocked polls a fired fd wakes;
+    it holds no reference to the poller, so a dropped poller is collected.
     """
-    for waits, _ in zsocks:
-        if waits.count > ours:
-            waits.poke()
+
+    __slots__ = ("flags", "interest", "marked", "others", "spent", "unwatched", "watchers")
+
+    def __init__(self, interest: Interest) -> None:
+        self.interest = interest
+        self.flags: dict[Any, int] = {}
+        #: The started watcher of each fd that has one.
+        self.watchers: dict[Any, Any] = {}
+        #: Registered fds with no watcher started: new, or fired.
+        self.unwatched: dict[Any, None] = {}
+        #: Fds that fired, or were registered, since the last check.
+        self.marked: dict[Any, None] = {}
+        #: Fds asked for POLLPRI or POLLERR alone: checked and watched by every poll.
+        self.others: dict[Any, None] = {}
+        #: Watchers that fired and stopped, to close outside their callback.
+        self.spent: list[Any] = []
+
+    def add(self, fd: Any, flags: int, checked: bool = False) -> None:
+        """Watch *fd* for *flags* from the next poll on; the next check looks at it unless *checked*."""
+        if flags & POLLPRI or not flags & (POLLIN | POLLOUT):
+            self.others[fd] = None
+        else:
+            self.flags[fd] = flags
+            self.unwatched[fd] = None
+            if not checked:
+                self.marked[fd] = None
+
+    def remove(self, fd: Any) -> None:
+        self.others.pop(fd, None)
+        self.flags.pop(fd, None)
+        self.unwatched.pop(fd, None)
+        self.marked.pop(fd, None)
+        watcher = self.watchers.pop(fd, None)
+        if watcher is not None:
+            watcher.close()
+
+    def take_marked(self) -> dict[Any, None]:
+        marked, self.marked = self.marked, {}
+        return marked
+
+    def arm(self) -> None:
+        """Before a poll blocks: a new watcher for each fd that has none."""
+        for watcher in self.spent:
+            watcher.close()
+        self.spent.clear()
+        loop = self.interest.hub.loop
+        for fd in self.unwatched:
+            fileno = fd if isinstance(fd, int) else fd.fileno()
+            if fileno < 0:
+                continue  # poll(2) skips negative fds: never ready
+            flags = self.flags[fd]
+            watcher = loop.io(fileno, (1 if flags & POLLIN else 0) | (2 if flags & POLLOUT else 0))
+            watcher.start(self._fired, fd)
+            self.watchers[fd] = watcher
+        self.unwatched.clear()
+
+    def _fired(self, fd: Any) -> None:
+        """*fd* may be ready (runs in the hub): one shot, marked, the blocked polls woken."""
+        watcher = self.watchers.pop(fd, None)
+        if watcher is None:
+            return
+        watcher.stop()
+        self.spent.append(watcher)
+        self.unwatched[fd] = None
+        self.marked[fd] = None
+        for entry in tuple(self.interest.blocked):
+            entry.wake(READY)
+
+    def close(self) -> None:
+        for watcher in [*self.watchers.values(), *self.spent]:
+            watcher.close()
+        self.watchers.clear()
+        self.spent.clear()
+
+
+def _pass_on(items: list[tuple[Any, int]], ours: Interest | None) -> None:
+    """zmq_poll read EVENTS on these sockets: have their other waiters and pollers told.
+
+    By a reading of their own (:meth:`SocketWaits.recheck`), which wakes only what
+    it finds ready: marking the other pollers outright, two pollers of one socket
+    would keep waking each other.
+    """
+    for socket, _ in items:
+        if isinstance(socket, _ZmqSocket):
+            waits = waits_of(socket)
+            if waits.count or len(waits.interests) > (ours in waits.interests):
+                waits.recheck()
 
 
 def select(
     rlist: list[Any], wlist: list[Any], xlist: list[Any], timeout: float | None = None
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Green version of :func:`zmq.select`: blocks only the calling greenlet.
+
+    Each call polls a new poller over the lists, so it costs their length, as
+    pyzmq's does; to wait on many sockets again and again, keep a :class:`Poller`,
+    whose polls cost what changed.
 
     Parameters
     ----------
@@ -306,15 +510,12 @@ def select(
     ms = int(timeout * 1000.0)
     if ms < 0:
         ms = -1
+    asked: dict[Any, int] = {}  # one pass per list: pyzmq's `in` over the lists costs n * n
+    for members, flag in ((rlist, POLLIN), (wlist, POLLOUT), (xlist, POLLERR)):
+        for s in members:
+            asked[s] = asked.get(s, 0) | flag
     poller = Poller()
-    for s in set(rlist + wlist + xlist):
-        flags = 0
-        if s in rlist:
-            flags |= POLLIN
-        if s in wlist:
-            flags |= POLLOUT
-        if s in xlist:
-            flags |= POLLERR
+    for s, flags in asked.items():
         poller.register(s, flags)
     r: list[Any] = []
     w: list[Any] = []

@@ -79,6 +79,9 @@ class Socket(zmq.Socket[_Recv_co]):
     safety_timeout: float | None = DEFAULT_SAFETY_TIMEOUT
     busy_poll: float = DEFAULT_BUSY_POLL
     _waits: SocketWaits
+    #: Every call through this class reaches the waiting protocol (a green Poller
+    #: need not check the socket on every poll; see zmq_green.poll.Poller).
+    _calls_seen = True
     _repr_cls = "zmq_green.Socket"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -106,7 +109,7 @@ class Socket(zmq.Socket[_Recv_co]):
         value = _get(self, option)
         if option == EVENTS:
             waits = self._waits
-            if waits.count:
+            if waits.watched:
                 waits.dispatch(cast(int, value))
         return value
 
@@ -172,7 +175,7 @@ class Socket(zmq.Socket[_Recv_co]):
         tracker = self.send(msg_parts[0], flags | SNDMORE if last else flags, copy=copy, track=track)
         if last:
             tracker = _send_rest(self, msg_parts, 1, flags, copy, track)
-            if self._waits.count:
+            if self._waits.watched:
                 self._waits.poke()
         return green_tracker(tracker) if track and tracker else tracker
 
@@ -234,7 +237,7 @@ def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T
             waits.poke()
             raise
         else:
-            if waits.count:
+            if waits.watched:
                 waits.overtook(direction)
             return result
     elif flags & DONTWAIT:

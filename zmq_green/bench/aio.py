@@ -29,13 +29,14 @@ from .cases import (
     LARGE_HWM,
     MAX_SOCKETS,
     MSG,
-    POLLER_SOCKETS,
+    PAIR,
     POLLIN,
     PULL,
     PUSH,
     REP,
     REQ,
     ROUTER,
+    SCALES,
     SHARED_HWM,
     SHARED_SENDERS,
     STREAMER,
@@ -44,7 +45,9 @@ from .cases import (
     bind_tcp,
     fanin_rounds,
     figures,
+    idle_sockets,
     pair,
+    room_for,
     shared_sizes,
     spawn_server,
     warmup,
@@ -223,13 +226,16 @@ async def shared(n: int) -> Figures:
     return figures(many, **{"1 sender msg/s": solo, "shared/1 sender": many / solo})
 
 
-async def poller(n: int) -> Figures:
-    """One poller on 100 PULL sockets; a driver sends on one at a time and waits for an ack."""
+async def poller(n: int, sockets: int) -> Figures:
+    """One poller on *sockets* PULL sockets, one of them active: a driver sends on it and
+    waits for the poller's ack. The others have no peer."""
     ctx = zmq.asyncio.Context()
-    pulls, pushes = zip(*(pair(ctx, PULL, PUSH, "inproc") for _ in range(POLLER_SOCKETS)))
+    room_for(ctx, sockets)
+    pull, push = pair(ctx, PULL, PUSH, "inproc")
     ack_in, ack_out = pair(ctx, PULL, PUSH, "inproc")
+    idle = idle_sockets(ctx, PULL, sockets - 1)
     poller = zmq.asyncio.Poller()
-    for sock in pulls:
+    for sock in [*idle[: len(idle) // 2], pull, *idle[len(idle) // 2 :]]:
         poller.register(sock, POLLIN)
     warm = warmup(n)
     total = warm + n
@@ -249,7 +255,7 @@ async def poller(n: int) -> Figures:
         for i in range(total):
             if i == warm:
                 t0 = perf_counter()
-            await pushes[i % POLLER_SOCKETS].send(MSG, 0)
+            await push.send(MSG, 0)
             await recv(0)
         return perf_counter() - t0
 
@@ -284,15 +290,21 @@ async def idle(seconds: int) -> Figures:
     return figures(cpu * IDLE_WINDOW / seconds)
 
 
-def zmqstream_tornado(n: int) -> Figures:
-    """pyzmq's ZMQStream echo server on tornado's IOLoop, a zmq.asyncio REQ client on the same loop."""
+def zmqstream_tornado(n: int, sockets: int = 1) -> Figures:
+    """pyzmq's ZMQStream echo server on tornado's IOLoop, a zmq.asyncio REQ client on the same loop.
+
+    With *sockets*, that many streams share the loop: the echo server's, and streams
+    on sockets with no peer.
+    """
     try:
         from zmq.eventloop.zmqstream import ZMQStream
     except ImportError:
         raise NotApplicable("needs tornado")
 
     async def run() -> float:
-        rep = zmq.Context().socket(REP)
+        ctx = zmq.Context()
+        room_for(ctx, sockets)
+        rep = ctx.socket(REP)
         rep.linger = 0
         endpoint = bind_tcp(rep)
         req = zmq.asyncio.Context().socket(REQ)
@@ -300,9 +312,15 @@ def zmqstream_tornado(n: int) -> Figures:
         req.connect(endpoint)
         stream = ZMQStream(rep)  # on tornado's IOLoop for the running asyncio loop
         stream.on_recv(stream.send_multipart)
+        for sock in idle_sockets(ctx, PAIR, sockets - 1):
+            ZMQStream(sock).on_recv(_ignore)
         return await _round_trips(req, warmup(n), n)
 
     return figures(n / asyncio.run(run()))
+
+
+def _ignore(message: Any) -> None:
+    """What the idle streams do with the messages they never get."""
 
 
 ASYNCIO_BODIES: dict[str, Callable[[int], Figures]] = {
@@ -313,9 +331,12 @@ ASYNCIO_BODIES: dict[str, Callable[[int], Figures]] = {
     "reqrep-ipc-2proc": _sync(reqrep_2proc),
     "fanin": _sync(fanin),
     "shared": _sync(shared),
-    "poller": _sync(poller),
+    **{f"poller-{k}": _sync(partial(poller, sockets=k)) for k in SCALES},
     "device": _sync(device),
     "idle": _sync(idle),
 }
 
-TORNADO_BODIES: dict[str, Callable[[int], Figures]] = {"zmqstream": zmqstream_tornado}
+TORNADO_BODIES: dict[str, Callable[[int], Figures]] = {
+    "zmqstream": zmqstream_tornado,
+    **{f"zmqstream-{k}": partial(zmqstream_tornado, sockets=k) for k in SCALES},
+}

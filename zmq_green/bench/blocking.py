@@ -27,13 +27,14 @@ from .cases import (
     LARGE_HWM,
     MAX_SOCKETS,
     MSG,
-    POLLER_SOCKETS,
+    PAIR,
     POLLIN,
     PULL,
     PUSH,
     REP,
     REQ,
     ROUTER,
+    SCALES,
     SHARED_HWM,
     SHARED_SENDERS,
     STREAMER,
@@ -42,7 +43,9 @@ from .cases import (
     bind_tcp,
     fanin_rounds,
     figures,
+    idle_sockets,
     pair,
+    room_for,
     shared_sizes,
     spawn_server,
     warmup,
@@ -359,13 +362,16 @@ def shared(m: Model, n: int) -> Figures:
     return figures(many, **{"1 sender msg/s": solo, "shared/1 sender": many / solo})
 
 
-def poller(m: Model, n: int) -> Figures:
-    """One poller on 100 PULL sockets; a driver sends on one at a time and waits for an ack."""
+def poller(m: Model, n: int, sockets: int) -> Figures:
+    """One poller on *sockets* PULL sockets, one of them active: a driver sends on it and
+    waits for the poller's ack. The others have no peer."""
     ctx = m.zmq.Context()
-    pulls, pushes = zip(*(pair(ctx, PULL, PUSH, "inproc") for _ in range(POLLER_SOCKETS)))
+    room_for(ctx, sockets)
+    pull, push = pair(ctx, PULL, PUSH, "inproc")
     ack_in, ack_out = pair(ctx, PULL, PUSH, "inproc")
+    idle = idle_sockets(ctx, PULL, sockets - 1)
     poller = m.zmq.Poller()
-    for sock in pulls:
+    for sock in [*idle[: len(idle) // 2], pull, *idle[len(idle) // 2 :]]:
         poller.register(sock, POLLIN)
     warm = warmup(n)
     total = warm + n
@@ -381,11 +387,11 @@ def poller(m: Model, n: int) -> Figures:
 
     def drive() -> float:
         t0 = perf_counter()
-        recv = ack_in.recv
+        send, recv = push.send, ack_in.recv
         for i in range(total):
             if i == warm:
                 t0 = perf_counter()
-            pushes[i % POLLER_SOCKETS].send(MSG, 0)
+            send(MSG, 0)
             recv(0)
         return perf_counter() - t0
 
@@ -402,17 +408,25 @@ def device(m: Model, n: int) -> Figures:
     return figures(n / _pump(m, push, pull, n, warmup(n), MSG))
 
 
-def zmqstream(m: Model, n: int) -> Figures:
-    """ZMQStream echo server on the module's IOLoop, REQ client in a greenlet: round trips/s."""
+def zmqstream(m: Model, n: int, sockets: int = 1) -> Figures:
+    """ZMQStream echo server on the module's IOLoop, REQ client in a greenlet: round trips/s.
+
+    With *sockets*, that many streams share the loop: the echo server's, and streams
+    on sockets with no peer.
+    """
     try:
         ioloop = importlib.import_module(f"{m.peer}.eventloop.ioloop")
         zmqstream = importlib.import_module(f"{m.peer}.eventloop.zmqstream")
     except ImportError as e:
         raise NotApplicable(f"no {e.name or e}")
     loop = ioloop.IOLoop.current()
-    rep, req = pair(m.zmq.Context(), REP, REQ, "tcp")
+    ctx = m.zmq.Context()
+    room_for(ctx, sockets)
+    rep, req = pair(ctx, REP, REQ, "tcp")
     stream = zmqstream.ZMQStream(rep, loop)
     stream.on_recv(stream.send_multipart)
+    for sock in idle_sockets(ctx, PAIR, sockets - 1):
+        zmqstream.ZMQStream(sock, loop).on_recv(_ignore)
 
     def client() -> float:
         try:
@@ -422,6 +436,10 @@ def zmqstream(m: Model, n: int) -> Figures:
 
     elapsed: float = m.gather(client, loop.start)[0]
     return figures(n / elapsed)
+
+
+def _ignore(message: Any) -> None:
+    """What the idle streams do with the messages they never get."""
 
 
 def idle(m: Model, seconds: int) -> Figures:
@@ -453,9 +471,10 @@ GREEN_BODIES: dict[str, Callable[[Any, int], Figures]] = {
     "reqrep-ipc-2proc": reqrep_2proc,
     "fanin": fanin,
     "shared": shared,
-    "poller": poller,
+    **{f"poller-{k}": partial(poller, sockets=k) for k in SCALES},
     "device": device,
     "zmqstream": zmqstream,
+    **{f"zmqstream-{k}": partial(zmqstream, sockets=k) for k in SCALES},
     "idle": idle,
 }
 
@@ -463,6 +482,7 @@ GREEN_BODIES: dict[str, Callable[[Any, int], Figures]] = {
 THREADS_CANNOT = {
     "shared": "not thread-safe",
     "zmqstream": "needs an event loop",
+    **{f"zmqstream-{k}": "needs an event loop" for k in SCALES},
 }
 
 THREAD_BODIES = {case: body for case, body in GREEN_BODIES.items() if case not in THREADS_CANNOT}

@@ -8,6 +8,7 @@ peer sends the same messages through the same kind of sockets.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,13 +17,16 @@ from typing import Any
 
 import zmq
 
-__all__ = ["CASES", "Case", "Figures", "NotApplicable", "figures", "pair", "warmup"]
+__all__ = ["CASES", "SCALING", "Case", "Figures", "NotApplicable", "figures", "pair", "warmup"]
+
+#: The scaling families: ``family-N`` for N in SCALES.
+SCALING = ("poller", "zmqstream")
 
 #: What a case body returns: ``value`` (the case's figure) and optional ``extra`` figures.
 Figures = dict[str, Any]
 
 # Plain ints: flag and type arguments cost microseconds as enum members.
-PUSH, PULL, REQ, REP = int(zmq.PUSH), int(zmq.PULL), int(zmq.REQ), int(zmq.REP)
+PUSH, PULL, REQ, REP, PAIR = int(zmq.PUSH), int(zmq.PULL), int(zmq.REQ), int(zmq.REP), int(zmq.PAIR)
 DEALER, ROUTER = int(zmq.DEALER), int(zmq.ROUTER)
 DONTWAIT = int(zmq.DONTWAIT)
 POLLIN, POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
@@ -37,7 +41,10 @@ LARGE_HWM = 16
 FANIN_CLIENTS = 1000
 SHARED_SENDERS = 100
 SHARED_HWM = 10
-POLLER_SOCKETS = 100
+#: The registered sockets of the scaling cases (``poller-N``, ``zmqstream-N``): one
+#: is active, the others idle. ``--quick`` stops at 1,000.
+SCALES = (1, 100, 1_000, 10_000)
+QUICK_SCALE = 1_000
 IDLE_SOCKETS = 1000
 #: ``idle`` reports CPU seconds per this many seconds, whatever it measured.
 IDLE_WINDOW = 5.0
@@ -59,6 +66,14 @@ class Case:
     quick_size: int
     what: str
     lower_is_better: bool = False
+    #: Whether ``--quick`` runs it by default.
+    quick: bool = True
+
+    @property
+    def sockets(self) -> int:
+        """The registered sockets of a scaling case (``poller-100``: 100); 0 for the others."""
+        family, _, count = self.id.rpartition("-")
+        return int(count) if family in SCALING and count.isdigit() else 0
 
 
 CASES: dict[str, Case] = {
@@ -79,14 +94,56 @@ CASES: dict[str, Case] = {
         ),
         Case("fanin", "round trips/s", 20_000, 4_000, "1,000 DEALER clients, one ROUTER echo server, tcp"),
         Case("shared", "msg/s", 100_000, 20_000, "100 senders sharing one PUSH (SNDHWM 10), inproc"),
-        Case("poller", "round trips/s", 10_000, 2_000, "one poller on 100 sockets, one active at a time"),
+        *(
+            Case(
+                f"poller-{n}",
+                "round trips/s",
+                10_000,
+                2_000,
+                f"one poller on {n:,} sockets, one of them active",
+                quick=n <= QUICK_SCALE,
+            )
+            for n in SCALES
+        ),
         Case("device", "msg/s", 100_000, 20_000, "STREAMER device between two tcp endpoints"),
         Case(
             "zmqstream", "round trips/s", 10_000, 2_000, "ZMQStream echo server, REQ client in the same loop"
         ),
+        *(
+            Case(
+                f"zmqstream-{n}",
+                "round trips/s",
+                10_000,
+                2_000,
+                f"{n:,} ZMQStreams on one loop, one of them an echo server (REQ client, tcp)",
+                quick=n <= QUICK_SCALE,
+            )
+            for n in SCALES
+        ),
         Case("idle", "CPU s/5 s", 5, 2, "1,000 receivers blocked on 1,000 sockets", lower_is_better=True),
     )
 }
+
+
+def room_for(ctx: Any, sockets: int) -> None:
+    """Let *ctx* (and the process) have *sockets* sockets, and a few more.
+
+    libzmq's ``MAX_SOCKETS`` is 1,023 by default, and each socket holds a file
+    descriptor for its mailbox: the open-files limit is raised to what the hard
+    limit allows.
+    """
+    ctx.set(MAX_SOCKETS, sockets + 64)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < sockets + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def idle_sockets(ctx: Any, kind: int, count: int) -> list[Any]:
+    """*count* sockets of *kind* with no peer: registered, they never become ready."""
+    socks = [ctx.socket(kind) for _ in range(count)]
+    for sock in socks:
+        sock.setsockopt(LINGER, 0)
+    return socks
 
 
 class NotApplicable(Exception):

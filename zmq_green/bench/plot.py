@@ -1,12 +1,19 @@
-"""``--plot``: zmq_green's ratio to each peer, per case, as a bar chart (needs matplotlib)."""
+"""``--plot``: zmq_green's ratio to each peer, per case, as a bar chart (needs matplotlib).
+
+Below the bars, each scaling family measured at two sizes or more (``poller-N``,
+``zmqstream-N``) gets a log-log chart of each peer's cost per round trip against
+N: a flat line is a cost that does not grow with the sockets registered.
+"""
 
 from __future__ import annotations
 
 import importlib
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from .report import SUBJECT, Run, ratio_to, summarize
+from .cases import CASES, SCALING
+from .report import SUBJECT, Cell, Run, ratio_to, summarize
 
 __all__ = ["MISSING", "available", "plot"]
 
@@ -34,7 +41,18 @@ def plot(path: str, cases: Sequence[str], peers: Sequence[str], runs: Sequence[R
 
     cells = summarize(runs)
     others = [peer for peer in peers if peer != SUBJECT]
-    fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * len(cases) * max(1, len(others)) / 2))
+    families = [
+        f for f in SCALING if sum(CASES[case].sockets > 0 and case.startswith(f"{f}-") for case in cases) > 1
+    ]
+    bars_height = 0.5 + 0.45 * len(cases) * max(1, len(others)) / 2
+    fig, axes = plt.subplots(
+        1 + len(families),
+        1,
+        figsize=(9, bars_height + 4 * len(families)),
+        gridspec_kw={"height_ratios": [bars_height] + [4] * len(families)},
+        squeeze=False,
+    )
+    ax = axes[0][0]
     height = 0.8 / max(1, len(others))
     for i, peer in enumerate(others):
         ys, widths = [], []
@@ -50,6 +68,30 @@ def plot(path: str, cases: Sequence[str], peers: Sequence[str], runs: Sequence[R
     ax.invert_yaxis()
     ax.set_xlabel("zmq_green's ratio to the peer (above 1: zmq_green does better)")
     ax.legend(loc="lower right", fontsize="small")
+    for family, row in zip(families, axes[1:]):
+        _scaling(row[0], family, cases, peers, cells)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _scaling(
+    ax: Any, family: str, cases: Sequence[str], peers: Sequence[str], cells: dict[tuple[str, str], Cell]
+) -> None:
+    """Microseconds per round trip against registered sockets, one line per peer, log-log."""
+    sizes = sorted((CASES[case].sockets, case) for case in cases if case.startswith(f"{family}-"))
+    for peer in peers:
+        points = [
+            (n, 1e6 / cell.median)
+            for n, case in sizes
+            if (cell := cells.get((case, peer))) is not None and cell.median
+        ]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", label=peer)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(f"{family}-N: cost per round trip against N (flat: it does not grow)")
+    ax.set_xlabel("registered sockets (N)")
+    ax.set_ylabel("µs per round trip")
+    ax.legend(fontsize="small")

@@ -159,6 +159,13 @@ def _complete(awaitable: Awaitable[_T]) -> _T:
         coro.close()  # killed while suspended: run the coroutine's finally blocks
 
 
+class _HandlerPoller(Poller):
+    """The loop's poller: raw fds are watched standing, since a handler must be
+    removed before its fd is closed (tornado's rule too; see ``zmq_green.poll``)."""
+
+    _standing_fds = True
+
+
 class IOLoop:
     """A level-triggered I/O event loop on the gevent hub, with tornado's IOLoop API.
 
@@ -196,7 +203,7 @@ class IOLoop:
         # greenlet only: the poller must not change under a wait in progress.
         self._changes: dict[Any, int] = {}
         self._registered: dict[Any, int] = {}
-        self._poller = Poller()
+        self._poller = _HandlerPoller()
         self._waker = Waker()
         self._handlers[self._waker.fileno()] = _Handler(self._waker, self._on_wake, POLLIN)
         self._changes[self._waker.fileno()] = POLLIN

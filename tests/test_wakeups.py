@@ -19,7 +19,7 @@ import zmq
 
 import zmq_green
 from tests.conftest import outcome, until
-from tests.transports import HANG_GUARD, TRANSPORTS, connected, fill_until_full
+from tests.transports import HANG_GUARD, TRANSPORTS, connected, fill_until_full, polls_blocked_on
 from zmq_green import _waiting
 from zmq_green._waiting import OVERTAKE_LIMIT
 
@@ -322,7 +322,7 @@ def test_a_poller_on_a_late_hub_counts_no_rescue(ctx: zmq_green.Context) -> None
     poller.safety_timeout = 0.2
     poller.register(pull, zmq.POLLIN)
     polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
-    until(lambda: any(i.blocked for i in pull._waits.interests))
+    until(lambda: polls_blocked_on(pull) > 0)
     push.send(b"x")
     time.sleep(0.3)  # the hub does not run: the poller's safety timer is due when it does
     assert polling.get(timeout=HANG_GUARD) == [(pull, zmq.POLLIN)]
@@ -402,7 +402,7 @@ def test_a_pollers_missed_wakeup_found_by_another_waiters_net_is_counted_once(
         until(lambda: len(a._waits.writers) == 1)
         for i in range(2):
             polling = gevent.spawn(poller.poll, HANG_GUARD * 1000)
-            until(lambda: bool(a._waits.pollers))
+            until(lambda: polls_blocked_on(a) > 0)
             b.send(b"for the poller %d" % i)
             assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the poller's signal, eaten
             start = time.monotonic()
@@ -676,7 +676,7 @@ def test_a_poller_woken_by_a_reading_after_a_failed_try_counts_no_safety_wakeup(
     poller.register(a, zmq.POLLIN)
     poller.safety_timeout = 5
     polled = gevent.spawn(poller.poll)
-    until(lambda: len(a._waits.writers) == 1 and len(a._waits.pollers) == 1)
+    until(lambda: len(a._waits.writers) == 1 and polls_blocked_on(a) == 1)
     b.recv()  # room for one
     assert a.getsockopt(zmq.EVENTS) & zmq.POLLOUT  # through the green socket: wakes the writer
     a.send(b"takes the room", zmq.DONTWAIT)  # before the writer runs
@@ -746,7 +746,7 @@ def test_a_reader_is_not_woken_by_its_own_reading(ctx: zmq_green.Context) -> Non
     polled = gevent.spawn(poller.poll)
     req.safety_timeout = 0.05
     reply = gevent.spawn(req.recv)
-    until(lambda: len(req._waits.readers) == 1 and len(req._waits.pollers) == 1)
+    until(lambda: len(req._waits.readers) == 1 and polls_blocked_on(req) == 1)
     before = zmq_green.stats()
     router.send_multipart([peer, b"no-delimiter"])
     assert zmq.Socket.get(req, zmq.EVENTS) & zmq.POLLIN  # the signal, taken
@@ -899,7 +899,7 @@ def test_a_pollers_safety_timeout_passes_on_what_its_check_consumed(ctx: zmq_gre
     poller.register(a, zmq.POLLOUT)
     poller.safety_timeout = 0.2
     polled = gevent.spawn(poller.poll)
-    until(lambda: bool(a._waits.pollers))
+    until(lambda: polls_blocked_on(a) > 0)
     before = zmq_green.stats()["safety_wakeups"]
     sending = gevent.spawn_later(0.1, b.send, b"for the reader")  # due just before the net
     time.sleep(0.3)  # the hub does not run: both timers are due when it does

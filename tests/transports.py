@@ -105,3 +105,8 @@ def fill_until_full(sock: Any) -> int:
                 return sent
         else:
             sent += 1
+
+
+def polls_blocked_on(sock: Any) -> int:
+    """How many green polls are blocked waiting on *sock*'s libzmq socket."""
+    return sum(len(interest.blocked) for interest in sock._waits.interests)

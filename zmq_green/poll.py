@@ -112,16 +112,40 @@ class Poller(zmq.Poller):
         self._polled = False
         #: The standing watch over raw fds, while the interest stands (_standing_fds).
         self._standing: _StandingFds | None = None
+        #: The registrations each blocked poll started with, kept at the first change
+        #: made while it waits: as pyzmq's zmq_poll keeps the list it was given.
+        self._kept: dict[Entry, tuple[list[tuple[Any, int]], dict[Any, int]]] = {}
+        #: zmq sockets a blocked poll keeps although their registration changed: the
+        #: interest takes the change in once no poll keeps them.
+        self._deferred: dict[Any, None] = {}
 
     def register(self, socket: Any, flags: int = POLLIN | POLLOUT) -> None:
         """Register a 0MQ socket or native fd; see :meth:`zmq.Poller.register`."""
+        self._keep_for_blocked_polls()
         super().register(socket, flags)
         self._note(socket)
 
     def unregister(self, socket: Any) -> None:
         """Remove a 0MQ socket or native fd from the poller; see :meth:`zmq.Poller.unregister`."""
+        self._keep_for_blocked_polls()
         super().unregister(socket)
         self._note(socket)
+
+    def _keep_for_blocked_polls(self) -> None:
+        """The registrations are about to change: the polls blocked now keep them as they are."""
+        interest = self._interest
+        if interest is not None:
+            for entry in interest.blocked:
+                if entry not in self._kept:
+                    self._kept[entry] = (list(self.sockets), dict(self._map))
+
+    def _kept_flags(self, socket: Any) -> int:
+        """The events the blocked polls that kept their registrations wait for on *socket*."""
+        flags = 0
+        for sockets, positions in self._kept.values():
+            if socket in positions:
+                flags |= int(sockets[positions[socket]][1])
+        return flags
 
     def _note(self, socket: Any) -> None:
         """*socket*'s registration changed (pyzmq's ``register`` with 0 flags unregisters)."""
@@ -138,6 +162,9 @@ class Poller(zmq.Poller):
         else:
             _toggle(self._fds, socket, registered)
             if self._standing is not None:
+                if self._kept and self._kept_flags(socket):
+                    self._deferred[socket] = None  # a blocked poll still watches it as it was
+                    return
                 self._standing.remove(socket)  # its mask changed, or it is gone
                 if registered:
                     self._standing.add(socket, int(self.sockets[self._map[socket]][1]))
@@ -188,12 +215,18 @@ class Poller(zmq.Poller):
             return ready
         return self._wait(timeout)
 
-    def _check(self, rescue: bool = False) -> list[tuple[Any, int]]:
+    def _registrations(self, entry: Entry | None) -> tuple[list[tuple[Any, int]], dict[Any, int]]:
+        """The registrations the poll of *entry* uses: those it kept, or the poller's."""
+        kept = self._kept.get(entry) if entry is not None else None
+        return kept if kept is not None else (self.sockets, self._map)
+
+    def _check(self, rescue: bool = False, entry: Entry | None = None) -> list[tuple[Any, int]]:
         """``zmq_poll`` what may be ready, in registration order; count a rescue if asked and due.
 
         *rescue*: the poll was woken by another waiter's safety timeout, which found
         the socket that marked it ready; a missed wake-up if nothing else since can
-        explain it (:meth:`SocketWaits.missed`).
+        explain it (:meth:`SocketWaits.missed`). *entry*: the blocked poll checking,
+        which may have kept the registrations it started with.
         """
         candidates = dict(self._pending)
         candidates.update(self._last_ready)
@@ -212,8 +245,7 @@ class Poller(zmq.Poller):
                 candidates.update(dict.fromkeys(self._watched.get(waits, ())))
         else:
             rescue = False
-        positions = self._map
-        sockets = self.sockets
+        sockets, positions = self._registrations(entry)
         items = [sockets[i] for i in sorted(positions[s] for s in candidates if s in positions)]
         ready: list[tuple[Any, int]] = zmq_poll(items, 0) if items else []
         self._last_ready = dict.fromkeys(s for s, _ in ready)
@@ -230,15 +262,21 @@ class Poller(zmq.Poller):
         for socket in changed:
             waits = waits_of(socket)
             objects = watched.setdefault(waits, [])
+            kept = self._kept_flags(socket) if self._kept else 0
+            if kept:
+                self._deferred[socket] = None
             if socket in positions:
                 if socket not in objects:
                     objects.append(socket)
-            elif socket in objects:
+            elif socket in objects and not kept:
                 objects.remove(socket)
             if objects:
                 mask = 0
                 for o in objects:
-                    mask |= int(sockets[positions[o]][1])
+                    if o in positions:
+                        mask |= int(sockets[positions[o]][1])
+                    if self._kept:
+                        mask |= self._kept_flags(o)
                 interest.watch(waits, mask)
             else:
                 del watched[waits]
@@ -287,7 +325,7 @@ class Poller(zmq.Poller):
                 if isinstance(value, BaseException):
                     raise value
                 if value is READY or value is RESCUED:
-                    ready = self._check(rescue=value is RESCUED)
+                    ready = self._check(rescue=value is RESCUED, entry=entry)
                     if ready:
                         return ready
                     continue
@@ -300,8 +338,9 @@ class Poller(zmq.Poller):
                     or any(waits.wakeup_pending() for waits in interest.watching)
                     or bool(fds and zmq_poll(fds, 0))
                 )
-                ready = zmq_poll(self.sockets, 0)
-                _pass_on(self.sockets, interest)
+                items = self._registrations(entry)[0]
+                ready = zmq_poll(items, 0)
+                _pass_on(items, interest)
                 self._last_ready = dict.fromkeys(s for s, _ in ready)
                 if not expiry:
                     _stats["safety_wakeups"] += 1
@@ -312,6 +351,11 @@ class Poller(zmq.Poller):
         finally:
             if watch is not None:
                 watch.close()
+            self._kept.pop(entry, None)
+            if not self._kept and self._deferred and self._interest is interest:
+                deferred, self._deferred = self._deferred, {}
+                for socket in deferred:  # no poll keeps them now: the changes take effect
+                    self._note(socket)
 
     def __del__(self) -> None:
         for watch in (self.__dict__.get("_interest"), self.__dict__.get("_standing")):

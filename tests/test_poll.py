@@ -932,12 +932,12 @@ class StandingPoller(zmq_green.Poller):
 def hub_turns(seconds: float) -> int:
     """How many times the hub's loop turns while the caller sleeps *seconds*."""
     turns = [0]
-    prepare = gevent.get_hub().loop.prepare()
-    prepare.start(lambda: turns.__setitem__(0, turns[0] + 1))
+    check = gevent.get_hub().loop.check()  # libuv has no prepare watchers
+    check.start(lambda: turns.__setitem__(0, turns[0] + 1))
     try:
         gevent.sleep(seconds)
     finally:
-        prepare.close()
+        check.close()
     return turns[0]
 
 

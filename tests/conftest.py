@@ -195,6 +195,8 @@ def _safety_net(request: pytest.FixtureRequest) -> Iterator[None]:
         zmq_green.Socket.safety_timeout, zmq_green.Poller.safety_timeout = saved
     if request.node.get_closest_marker("rescues_expected") is None:
         after = zmq_green.stats()
+        # Summed into the session's reliability figures (tests/stress/conftest.py).
+        request.node.user_properties.append(("lied_rescues", after["lied_rescues"] - before["lied_rescues"]))
         checked = ["rescues"]
         if request.node.get_closest_marker("lie_window") is None:
             checked.append("lied_rescues")

@@ -603,7 +603,7 @@ def test_a_command_consumed_while_the_thread_was_preempted_is_news(
     assert preempt == [True, False]
 
 
-@pytest.mark.lie_window
+@pytest.mark.rescues_expected  # one, of a lied-to waiter: counted below
 def test_a_command_consumed_in_the_undisturbed_window_is_a_lied_rescue(
     lied_to_sender: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

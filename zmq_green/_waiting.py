@@ -81,8 +81,9 @@ those microseconds and no other follows (the drained peer of a ROUTER over tcp:
 the command for its last message), the lied-to waiter is left to the safety
 timeout. That is a missed wake-up, but one of libzmq's window, not of the
 protocol: :func:`stats` counts it as ``lied_rescues``, apart from ``rescues``.
-Over inproc it cannot happen (the peer's command is posted by this thread, never
-inside the window), and the test suite fails on either count there.
+Between sockets of one thread it cannot happen (the peer's command is posted by
+this thread, never inside the window), and the test suite fails on either count
+there.
 
 The protocol
 ------------

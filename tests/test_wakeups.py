@@ -629,6 +629,9 @@ def test_a_command_consumed_in_the_undisturbed_window_is_a_lied_rescue(
 
     monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
     monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_the_command_lands)
+    # Undisturbed: however long the drain above takes, the window is not taken for a
+    # preemption (the test before this one is about that).
+    monkeypatch.setattr(_waiting, "PREEMPTED", HANG_GUARD)
     before = zmq_green.stats()
     sender.get(timeout=HANG_GUARD)
     after = zmq_green.stats()
@@ -718,6 +721,7 @@ def test_a_message_after_the_try_that_followed_a_safety_timeout_is_no_rescue(
 
     monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", failed_after_the_net)
     monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_a_message)
+    monkeypatch.setattr(_waiting, "PREEMPTED", HANG_GUARD)  # the send above is no preemption
     before = zmq_green.stats()
     assert a.recv() == b"after the failed try"
     assert window == [True, False]

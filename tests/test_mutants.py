@@ -1052,3 +1052,26 @@ def test_a_holder_killed_alone_leaves_the_send_side_held_until_its_message_is_fi
     assert isinstance(newcomer.get(timeout=HANG_GUARD), zmq.Again)
     got = [sub.recv_multipart() for _ in range(3)]
     assert got == [[b"before-0"], [b"before-1"], [b"a0", b"a1", b"a2"]]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.rescues_expected
+def test_the_safety_timeout_of_a_holder_whose_wakeup_was_missed_lets_it_try(ctx: zmq_green.Context) -> None:
+    """The greenlet holding a half-sent message waits for room; the room comes, and its
+    signal is taken behind zmq_green's back. Its safety timeout must let it try (it holds
+    the send side: its turn), find the room, and count the rescue -- else it waits for good."""
+    xpub, sub = xpub_with_room_for_one(ctx)
+    xpub.safety_timeout = 0.05
+    before = waits()
+    holder = gevent.spawn(xpub.send_multipart, LowersHwmBeforeFrame([b"a0", b"a1", b"a2"], 1, xpub))
+    until(lambda: waits() > before)  # "a0" went, "a1" waits for room
+    counted = zmq_green.stats()["rescues"]
+    try:
+        assert [sub.recv_multipart() for _ in range(2)] == [[b"before-0"], [b"before-1"]]  # room
+        zmq.Socket.get(xpub, zmq.EVENTS)  # the holder's signal, taken
+        holder.get(timeout=HANG_GUARD)
+        rescued = zmq_green.stats()["rescues"] - counted
+    finally:
+        zmq_green.reset_stats()  # the rescue was ours: no other test should count it
+    assert rescued == 1
+    assert sub.recv_multipart() == [b"a0", b"a1", b"a2"]

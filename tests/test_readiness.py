@@ -314,19 +314,17 @@ def test_draft_server_send_to_a_full_client(ctx: zmq_green.Context) -> None:  # 
     sender.get(timeout=5)
 
 
-def test_two_lied_to_writers_wake_once_per_piece_of_news(ctx: zmq_green.Context) -> None:
-    """Two senders to two full peers of a ROUTER_MANDATORY socket (POLLOUT: a third peer
-    has room), and a parked reader, with no safety net. Waits are counted exactly: none
-    while nothing changes; when one full peer drains, its sender sends, and the other,
-    woken by the same news, fails and blocks once more -- woken once, never again."""
+def mandatory_router(ctx: zmq_green.Context, names: tuple[bytes, ...]) -> tuple[Any, dict[bytes, Any]]:
+    """A ROUTER with ROUTER_MANDATORY (SNDHWM 1, no safety net: only news may wake anyone)
+    over inproc, and a connected DEALER (RCVHWM 1) for each of *names*, known to it."""
     router = ctx.socket(zmq.ROUTER)
     router.linger = 0
     router.router_mandatory = 1
     router.sndhwm = 1
-    router.safety_timeout = None  # only news may wake anyone
-    router.bind(f"inproc://two-lied-{id(router)}")
+    router.safety_timeout = None
+    router.bind(f"inproc://mandatory-{id(router)}")
     peers = {}
-    for name in (b"full1", b"full2", b"room"):
+    for name in names:
         peer = peers[name] = ctx.socket(zmq.DEALER)
         peer.linger = 0
         peer.rcvhwm = 1
@@ -334,6 +332,15 @@ def test_two_lied_to_writers_wake_once_per_piece_of_news(ctx: zmq_green.Context)
         peer.connect(router.last_endpoint)
         peer.send(b"hello")
     assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    return router, peers
+
+
+def test_two_lied_to_writers_wake_once_per_piece_of_news(ctx: zmq_green.Context) -> None:
+    """Two senders to two full peers of a ROUTER_MANDATORY socket (POLLOUT: a third peer
+    has room), and a parked reader, with no safety net. Waits are counted exactly: none
+    while nothing changes; when one full peer drains, its sender sends, and the other,
+    woken by the same news, fails and blocks once more -- woken once, never again."""
+    router, peers = mandatory_router(ctx, (b"full1", b"full2", b"room"))
     for name in (b"full1", b"full2"):
         assert fill(router, name, b"x") > 0
     parked = gevent.spawn(outcome, router.recv)
@@ -503,21 +510,7 @@ def test_news_found_after_a_failed_try_wakes_the_lied_to_waiters_ahead(
     credit left. The second is woken by what is no news (its credit), fails again, and
     the check after its failure finds a command pending: the first's peer drained. That
     is news, so the reading that consumes it wakes the first -- no credit needed."""
-    router = ctx.socket(zmq.ROUTER)
-    router.linger = 0
-    router.router_mandatory = 1
-    router.sndhwm = 1
-    router.safety_timeout = None
-    router.bind(f"inproc://news-{id(router)}")
-    peers = {}
-    for name in (b"full1", b"full2", b"room"):
-        peer = peers[name] = ctx.socket(zmq.DEALER)
-        peer.linger = 0
-        peer.rcvhwm = 1
-        peer.identity = name
-        peer.connect(router.last_endpoint)
-        peer.send(b"hello")
-    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    router, peers = mandatory_router(ctx, (b"full1", b"full2", b"room"))
     for name in (b"full1", b"full2"):
         assert fill(router, name, b"x") > 0
     parked = gevent.spawn(outcome, router.recv)  # not alone: the senders read EVENTS
@@ -556,21 +549,7 @@ def test_a_waiter_leaving_from_behind_the_head_is_no_news(ctx: zmq_green.Context
     """A sender lied to by a ROUTER_MANDATORY socket, no safety net, two readers parked.
     The second reader is killed: it never had the turn, so its leaving changes nothing
     and wakes nobody -- the lied-to sender stays blocked, without a single wake-up."""
-    router = ctx.socket(zmq.ROUTER)
-    router.linger = 0
-    router.router_mandatory = 1
-    router.sndhwm = 1
-    router.safety_timeout = None
-    router.bind(f"inproc://behind-{id(router)}")
-    peers = {}
-    for name in (b"full", b"room"):
-        peer = peers[name] = ctx.socket(zmq.DEALER)
-        peer.linger = 0
-        peer.rcvhwm = 1
-        peer.identity = name
-        peer.connect(router.last_endpoint)
-        peer.send(b"hello")
-    assert {router.recv_multipart()[0] for _ in peers} == set(peers)
+    router, peers = mandatory_router(ctx, (b"full", b"room"))
     assert fill(router, b"full", b"x") > 0
     readers = [gevent.spawn(outcome, router.recv) for _ in range(2)]
     until(lambda: len(router._waits.readers) == 2)

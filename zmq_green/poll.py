@@ -358,11 +358,17 @@ class Poller(zmq.Poller):
                     self._note(socket)
 
     def __del__(self) -> None:
-        for watch in (self.__dict__.get("_interest"), self.__dict__.get("_standing")):
+        # The collector may run this in the middle of any code, that of the sockets'
+        # waits included (iterating over their interests): the watches are closed by
+        # the hub, between greenlets, never here.
+        interest = self.__dict__.get("_interest")
+        if interest is None:
+            return
+        for watch in (interest, self.__dict__.get("_standing")):
             if watch is not None:
                 try:
-                    watch.close()
-                except Exception:  # pragma: no cover - interpreter teardown
+                    interest.hub.loop.run_callback(watch.close)
+                except Exception:  # pragma: no cover - the hub is gone (interpreter teardown)
                     pass
 
 

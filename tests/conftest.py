@@ -217,7 +217,12 @@ def _no_waiter_left() -> Iterator[None]:
 
 
 def active_watchers() -> int:
-    """The hub's active watchers: libev's count; libuv's started fd watchers (its activecnt is always 0)."""
+    """The hub's active watchers: libev's count; libuv's started fd watchers (its activecnt is always 0).
+
+    The hub runs its callbacks first: finalized pollers leave the closing of their
+    watches to it.
+    """
+    gevent.sleep(0)
     loop = gevent.get_hub().loop
     io = getattr(loop, "_io_watchers", None)
     if io is not None:

@@ -64,6 +64,44 @@ def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
         gevent.sleep(0.001)
 
 
+def at_the_check_after_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+    failing: Callable[[Any, Any, int], bool],
+    action: Callable[[], Any],
+    in_the_window: bool,
+) -> list[bool]:
+    """Run *action* once, at the check for pending commands that follows a failed try.
+
+    The try is the first for which ``failing(waits, entry, failed)`` holds. *action*
+    runs before that check, so the check finds the command it posts (news), or, with
+    *in_the_window*, after a check that found none, so the ``EVENTS`` reading
+    consumes the command unseen. Returns a list that holds ``True`` once the failure
+    is seen, and ``[True, False]`` once *action* has run.
+    """
+    after_failure = zmq_green._waiting.SocketWaits._after_failure
+    signalled = zmq_green._waiting.SocketWaits.signalled
+    steps: list[bool] = []
+
+    def noted(waits: Any, entry: Any, failed: int) -> Any:
+        if not steps and failing(waits, entry, failed):
+            steps.append(True)
+        return after_failure(waits, entry, failed)
+
+    def checked(waits: Any) -> bool:
+        if steps == [True] and not in_the_window:
+            steps.append(False)
+            action()
+        pending = signalled(waits)
+        if steps == [True] and not pending:
+            steps.append(False)
+            action()
+        return pending
+
+    monkeypatch.setattr(zmq_green._waiting.SocketWaits, "_after_failure", noted)
+    monkeypatch.setattr(zmq_green._waiting.SocketWaits, "signalled", checked)
+    return steps
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -20,7 +20,8 @@ import zmq
 from gevent import socket as pysocket
 
 import zmq_green
-from tests.conftest import outcome, until
+from tests.conftest import at_the_check_after_a_failure, outcome, until
+from tests.transports import req_awaiting_its_reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -222,13 +223,7 @@ def test_stream_send_to_a_slow_client(ctx: zmq_green.Context) -> None:
 
 def test_req_discarded_replies_do_not_end_a_wait(ctx: zmq_green.Context) -> None:
     """POLLIN on REQ can announce a reply that recv() discards (bad envelope)."""
-    router = ctx.socket(zmq.ROUTER)
-    req = ctx.socket(zmq.REQ)
-    router.linger = req.linger = 0
-    router.bind(f"inproc://req-{id(router)}")
-    req.connect(router.last_endpoint)
-    req.send(b"question")
-    peer, _, _ = router.recv_multipart()
+    router, req, peer = req_awaiting_its_reply(ctx)
     reply = gevent.spawn(req.recv)
     until(lambda: len(req._waits.readers) == 1)
     router.send_multipart([peer, b"no-delimiter"])  # discarded by REQ
@@ -520,24 +515,13 @@ def test_news_found_after_a_failed_try_wakes_the_lied_to_waiters_ahead(
     until(lambda: len(router._waits.writers) == 2 and all(e.lied for e in router._waits.writers))
     entries = list(router._waits.writers)
     entries[0].credit = False
-    waiting = zmq_green._waiting
-    after_failure, signalled = waiting.SocketWaits._after_failure, waiting.SocketWaits.signalled
-    failing: list[bool] = []
-
-    def second_fails(waits: Any, entry: Any, failed: int) -> Any:
-        if entry is entries[1] and not failing:
-            failing.append(True)
-        return after_failure(waits, entry, failed)
-
-    def with_a_command_pending(waits: Any) -> bool:
-        if failing == [True]:
-            failing.append(False)
-            drain(peers[b"full1"])  # posts "room again" for the first sender
-        return signalled(waits)
-
-    monkeypatch.setattr(waiting.SocketWaits, "_after_failure", second_fails)
-    monkeypatch.setattr(waiting.SocketWaits, "signalled", with_a_command_pending)
-    entries[1].wake(waiting.MAYBE)
+    failing = at_the_check_after_a_failure(
+        monkeypatch,
+        lambda waits, entry, failed: entry is entries[1],
+        lambda: drain(peers[b"full1"]),  # posts "room again" for the first sender
+        in_the_window=False,
+    )
+    entries[1].wake(zmq_green._waiting.MAYBE)
     first.get(timeout=5)
     assert failing == [True, False]
     assert not second.ready()

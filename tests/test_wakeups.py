@@ -18,8 +18,15 @@ import pytest
 import zmq
 
 import zmq_green
-from tests.conftest import outcome, until
-from tests.transports import HANG_GUARD, TRANSPORTS, connected, fill_until_full, polls_blocked_on
+from tests.conftest import at_the_check_after_a_failure, outcome, until
+from tests.transports import (
+    HANG_GUARD,
+    TRANSPORTS,
+    connected,
+    fill_until_full,
+    polls_blocked_on,
+    req_awaiting_its_reply,
+)
 from zmq_green import _waiting
 from zmq_green._waiting import OVERTAKE_LIMIT
 
@@ -519,6 +526,11 @@ def lied_to_sender(ctx: zmq_green.Context) -> Iterator[tuple[Any, Any, Any, Any]
     room.close()  # the peer with room, which POLLOUT reports, lives until here
 
 
+def second_failure_to_send(waits: Any, entry: Any, failed: int) -> bool:
+    """A sender's second failed try in a row: the one after which it is lied to."""
+    return bool(entry.mask == zmq.POLLOUT and failed == 2)
+
+
 def drain(sock: Any) -> None:
     """Receive all *sock* holds; over inproc that posts "room again" to its peer's mailbox."""
     while True:
@@ -581,24 +593,12 @@ def test_a_command_consumed_while_the_thread_was_preempted_is_news(
     says so. A reading that late is taken for news: the sender tries again at once,
     no safety timeout needed (no rescue, the autouse check)."""
     _, full, sender, _ = lied_to_sender
-    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
-    preempt = []
 
-    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
-        if entry.mask == zmq.POLLOUT and failed == 2 and not preempt:
-            preempt.append(True)
-        return after_failure(waits, entry, failed)
+    def preempted() -> None:
+        drain(full)  # the command lands in the window...
+        time.sleep(_waiting.PREEMPTED * 10)  # ...while this thread is off its CPU
 
-    def then_preempted(waits: Any) -> bool:
-        pending = signalled(waits)
-        if preempt == [True] and not pending:
-            preempt.append(False)
-            drain(full)  # the command lands in the window...
-            time.sleep(_waiting.PREEMPTED * 10)  # ...while this thread is off its CPU
-        return pending
-
-    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
-    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_preempted)
+    preempt = at_the_check_after_a_failure(monkeypatch, second_failure_to_send, preempted, in_the_window=True)
     sender.get(timeout=HANG_GUARD)
     assert preempt == [True, False]
 
@@ -612,23 +612,10 @@ def test_a_command_consumed_in_the_undisturbed_window_is_a_lied_rescue(
     left to a safety timeout (the reader's, every 50 ms), whose reading wakes it. It
     is counted as a rescue of a lied-to waiter, apart from the protocol's rescues."""
     _, full, sender, _ = lied_to_sender
-    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
-    window = []
-
-    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
-        if entry.mask == zmq.POLLOUT and failed == 2 and not window:
-            window.append(True)
-        return after_failure(waits, entry, failed)
-
-    def then_the_command_lands(waits: Any) -> bool:
-        pending = signalled(waits)
-        if window == [True] and not pending:
-            window.append(False)
-            drain(full)  # posted now, consumed by the reading that follows
-        return pending
-
-    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
-    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_the_command_lands)
+    # The drain posts the command now; the reading that follows consumes it.
+    window = at_the_check_after_a_failure(
+        monkeypatch, second_failure_to_send, lambda: drain(full), in_the_window=True
+    )
     # Undisturbed: however long the drain above takes, the window is not taken for a
     # preemption (the test before this one is about that).
     monkeypatch.setattr(_waiting, "PREEMPTED", HANG_GUARD)
@@ -704,23 +691,12 @@ def test_a_message_after_the_try_that_followed_a_safety_timeout_is_no_rescue(
     writer = gevent.spawn(outcome, a.send, b"waits for room")  # not alone: the reader reads EVENTS
     until(lambda: len(a._waits.writers) == 1)
     a.safety_timeout = 0.05
-    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
-    window: list[bool] = []
-
-    def failed_after_the_net(waits: Any, entry: Any, failed: int) -> Any:
-        if entry.mask == zmq.POLLIN and waits.rescued_at == waits.news and not window:
-            window.append(True)
-        return after_failure(waits, entry, failed)
-
-    def then_a_message(waits: Any) -> bool:
-        pending = signalled(waits)
-        if window == [True] and not pending:
-            window.append(False)
-            b.send(b"after the failed try")  # its command lands in the window
-        return pending
-
-    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", failed_after_the_net)
-    monkeypatch.setattr(_waiting.SocketWaits, "signalled", then_a_message)
+    window = at_the_check_after_a_failure(
+        monkeypatch,
+        lambda waits, entry, failed: entry.mask == zmq.POLLIN and waits.rescued_at == waits.news,
+        lambda: b.send(b"after the failed try"),  # its command lands in the window
+        in_the_window=True,
+    )
     monkeypatch.setattr(_waiting, "PREEMPTED", HANG_GUARD)  # the send above is no preemption
     before = zmq_green.stats()
     assert a.recv() == b"after the failed try"
@@ -737,13 +713,7 @@ def test_a_reader_is_not_woken_by_its_own_reading(ctx: zmq_green.Context) -> Non
     its safety timeout finds POLLIN, and the reader tries, fails and blocks again -- once.
     The reading was its own: it wakes the others, never the reader itself, so every
     safety wake-up is followed by exactly one more wait."""
-    router = ctx.socket(zmq.ROUTER)
-    req = ctx.socket(zmq.REQ)
-    router.linger = req.linger = 0
-    router.bind(f"inproc://own-reading-{id(router)}")
-    req.connect(router.last_endpoint)
-    req.send(b"question")
-    peer, _, _ = router.recv_multipart()
+    router, req, peer = req_awaiting_its_reply(ctx)
     poller = zmq_green.Poller()
     poller.register(req, zmq.POLLOUT)  # never: a REQ awaiting its reply cannot send
     poller.safety_timeout = HANG_GUARD
@@ -771,37 +741,25 @@ def test_a_safety_timeout_that_finds_a_waiter_already_retrying_for_news_is_no_re
     the sender's success is still the news it saw, not a missed wake-up (no rescue, the
     autouse check)."""
     router, full, sender, _ = lied_to_sender
-    after_failure, signalled, block = (
-        _waiting.SocketWaits._after_failure,
-        _waiting.SocketWaits.signalled,
-        _waiting.block,
+    block = _waiting.block
+    # The drain posts "room again": the check finds it pending.
+    news = at_the_check_after_a_failure(
+        monkeypatch, second_failure_to_send, lambda: drain(full), in_the_window=False
     )
-    steps: list[str] = []
-
-    def second_failure(waits: Any, entry: Any, failed: int) -> Any:
-        if entry.mask == zmq.POLLOUT and failed == 2 and not steps:
-            steps.append("failed twice")
-        return after_failure(waits, entry, failed)
-
-    def with_a_command_pending(waits: Any) -> bool:
-        if steps == ["failed twice"]:
-            steps.append("news")
-            drain(full)  # posts "room again": the check finds it pending
-        return signalled(waits)
+    rescued: list[bool] = []
 
     def with_a_net_in_the_same_turn(entry: Any, seconds: Any, busy_poll: float = 0.0) -> Any:
-        if seconds == 0 and steps == ["failed twice", "news"]:
-            steps.append("rescued")
+        if seconds == 0 and news == [True, False] and not rescued:
+            rescued.append(True)
             router._waits.rescued_at = router._waits.news  # as another waiter's safety timeout does
             entry.woken = False  # (as block() does first)
             entry.wake(_waiting.RESCUED)  # and its reading, finding the sender ready
         return block(entry, seconds, busy_poll)
 
-    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", second_failure)
-    monkeypatch.setattr(_waiting.SocketWaits, "signalled", with_a_command_pending)
     monkeypatch.setattr(_waiting, "block", with_a_net_in_the_same_turn)
     sender.get(timeout=HANG_GUARD)
-    assert steps == ["failed twice", "news", "rescued"]
+    assert news == [True, False]
+    assert rescued == [True]
 
 
 def test_a_late_hub_that_runs_the_woken_waiter_before_the_fd_callback_counts_no_rescue(
@@ -846,22 +804,12 @@ def test_news_between_a_safety_timeout_and_the_try_it_caused_is_counted(
     a.safety_timeout = 0.05
     writer = gevent.spawn(outcome, a.send, b"waits for room")
     until(lambda: len(a._waits.writers) == 1)
-    after_failure, signalled = _waiting.SocketWaits._after_failure, _waiting.SocketWaits.signalled
-    steps: list[bool] = []
-
-    def writer_fails(waits: Any, entry: Any, failed: int) -> Any:
-        if entry.mask == zmq.POLLOUT and waits.rescued_at == waits.news and not steps:
-            steps.append(True)
-        return after_failure(waits, entry, failed)
-
-    def with_a_message_pending(waits: Any) -> bool:
-        if steps == [True]:
-            steps.append(False)
-            peers[1].send(b"second")  # its pipe was empty: a command for a's mailbox
-        return signalled(waits)
-
-    monkeypatch.setattr(_waiting.SocketWaits, "_after_failure", writer_fails)
-    monkeypatch.setattr(_waiting.SocketWaits, "signalled", with_a_message_pending)
+    steps = at_the_check_after_a_failure(
+        monkeypatch,
+        lambda waits, entry, failed: entry.mask == zmq.POLLOUT and waits.rescued_at == waits.news,
+        lambda: peers[1].send(b"second"),  # its pipe was empty: a command for a's mailbox
+        in_the_window=False,
+    )
     peers[0].send(b"first")
     assert zmq.Socket.get(a, zmq.EVENTS) & zmq.POLLIN  # the reader's signal, eaten
     assert reader.get(timeout=HANG_GUARD) == b"first"

@@ -110,3 +110,16 @@ def fill_until_full(sock: Any) -> int:
 def polls_blocked_on(sock: Any) -> int:
     """How many green polls are blocked waiting on *sock*'s libzmq socket."""
     return sum(len(interest.blocked) for interest in sock._waits.interests)
+
+
+def req_awaiting_its_reply(ctx: Any) -> tuple[Any, Any, bytes]:
+    """A REQ that has sent its question over inproc, the ROUTER that took it, and the
+    REQ's routing id there: (router, req, peer)."""
+    router = ctx.socket(zmq.ROUTER)
+    req = ctx.socket(zmq.REQ)
+    router.linger = req.linger = 0
+    router.bind(f"inproc://req-{id(router)}")
+    req.connect(router.last_endpoint)
+    req.send(b"question")
+    peer, _, _ = router.recv_multipart()
+    return router, req, peer

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from zmq_green.bench import _worker as worker, main, plot
-from zmq_green.bench.cases import CASES, NotApplicable, figures
+from zmq_green.bench import cases
+from zmq_green.bench.cases import CASES, NotApplicable, Trips, figures
 from zmq_green.bench.options import parse_args
 from zmq_green.bench.peers import PEERS, Peer
 from zmq_green.bench.report import (
@@ -211,6 +212,25 @@ def test_a_worker_that_dies_without_a_result_shows_its_exit_status() -> None:
 
 
 @pytest.mark.timeout(10)
+def test_trips_run_warm_plus_n_steps_when_the_budget_allows() -> None:
+    trips = Trips(3, 5)
+    assert sum(1 for _ in trips) == 8
+    assert trips.rate > 0
+
+
+def test_trips_cut_a_slow_run_short_and_report_the_rate_of_what_ran(monkeypatch: Any) -> None:
+    clock = iter(range(1000))  # every reading of the clock is one second later
+    monkeypatch.setattr(cases, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(cases, "SCALING_BUDGET", 5.0)
+    trips = Trips(100, 100)
+    steps = sum(1 for _ in trips)
+    # Warm-up: its 1 s share (until 1) is over at the reading of 2, after two steps.
+    # Timed: the clock starts at 3, its 5 s are over at the reading of 9, after six
+    # steps; the rate reads the clock at 10.
+    assert steps == 2 + 6
+    assert trips.rate == 6 / (10 - 3)
+
+
 def test_median() -> None:
     assert median([3.0, 1.0, 2.0]) == 2.0
     assert median([4.0, 1.0, 3.0, 2.0]) == 2.5

@@ -42,6 +42,7 @@ from .cases import (
     STREAMER,
     Figures,
     NotApplicable,
+    Trips,
     bind_tcp,
     fanin_rounds,
     figures,
@@ -238,29 +239,28 @@ async def poller(n: int, sockets: int) -> Figures:
     for sock in [*idle[: len(idle) // 2], pull, *idle[len(idle) // 2 :]]:
         poller.register(sock, POLLIN)
     warm = warmup(n)
-    total = warm + n
 
     async def poll() -> None:
         ack, wait = ack_out.send, poller.poll
-        received = 0
-        while received < total:
+        while True:
             for sock, _ in await wait():
-                await sock.recv(0)
-                received += 1
+                if not await sock.recv(0):
+                    return  # the driver's end mark
                 await ack(b"", 0)
 
     async def drive() -> float:
-        t0 = perf_counter()
         recv = ack_in.recv
-        for i in range(total):
-            if i == warm:
-                t0 = perf_counter()
-            await push.send(MSG, 0)
-            await recv(0)
-        return perf_counter() - t0
+        trips = Trips(warm, n)
+        try:
+            for _ in trips:
+                await push.send(MSG, 0)
+                await recv(0)
+        finally:
+            await push.send(b"", 0)
+        return trips.rate
 
-    elapsed: float = (await asyncio.gather(poll(), drive()))[1]
-    return figures(n / elapsed)
+    rate: float = (await asyncio.gather(poll(), drive()))[1]
+    return figures(rate)
 
 
 async def device(n: int) -> Figures:
@@ -314,9 +314,14 @@ def zmqstream_tornado(n: int, sockets: int = 1) -> Figures:
         stream.on_recv(stream.send_multipart)
         for sock in idle_sockets(ctx, PAIR, sockets - 1):
             ZMQStream(sock).on_recv(_ignore)
-        return await _round_trips(req, warmup(n), n)
+        send, recv = req.send, req.recv
+        trips = Trips(warmup(n), n)
+        for _ in trips:
+            await send(MSG, 0)
+            await recv(0)
+        return trips.rate
 
-    return figures(n / asyncio.run(run()))
+    return figures(asyncio.run(run()))
 
 
 def _ignore(message: Any) -> None:

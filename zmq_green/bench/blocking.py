@@ -40,6 +40,7 @@ from .cases import (
     STREAMER,
     Figures,
     NotApplicable,
+    Trips,
     bind_tcp,
     fanin_rounds,
     figures,
@@ -374,29 +375,28 @@ def poller(m: Model, n: int, sockets: int) -> Figures:
     for sock in [*idle[: len(idle) // 2], pull, *idle[len(idle) // 2 :]]:
         poller.register(sock, POLLIN)
     warm = warmup(n)
-    total = warm + n
 
     def poll() -> None:
         ack, wait = ack_out.send, poller.poll
-        received = 0
-        while received < total:
+        while True:
             for sock, _ in wait():
-                sock.recv(0)
-                received += 1
+                if not sock.recv(0):
+                    return  # the driver's end mark
                 ack(b"", 0)
 
     def drive() -> float:
-        t0 = perf_counter()
         send, recv = push.send, ack_in.recv
-        for i in range(total):
-            if i == warm:
-                t0 = perf_counter()
-            send(MSG, 0)
-            recv(0)
-        return perf_counter() - t0
+        trips = Trips(warm, n)
+        try:
+            for _ in trips:
+                send(MSG, 0)
+                recv(0)
+        finally:
+            send(b"", 0)
+        return trips.rate
 
-    elapsed: float = m.gather(poll, drive)[1]
-    return figures(n / elapsed)
+    rate: float = m.gather(poll, drive)[1]
+    return figures(rate)
 
 
 def device(m: Model, n: int) -> Figures:
@@ -429,13 +429,18 @@ def zmqstream(m: Model, n: int, sockets: int = 1) -> Figures:
         zmqstream.ZMQStream(sock, loop).on_recv(_ignore)
 
     def client() -> float:
+        send, recv = req.send, req.recv
+        trips = Trips(warmup(n), n)
         try:
-            return _round_trips(req, warmup(n), n)
+            for _ in trips:
+                send(MSG, 0)
+                recv(0)
         finally:
             loop.add_callback(loop.stop)
+        return trips.rate
 
-    elapsed: float = m.gather(client, loop.start)[0]
-    return figures(n / elapsed)
+    rate: float = m.gather(client, loop.start)[0]
+    return figures(rate)
 
 
 def _ignore(message: Any) -> None:

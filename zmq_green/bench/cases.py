@@ -11,13 +11,15 @@ from __future__ import annotations
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
+from time import perf_counter
 from typing import Any
 
 import zmq
 
-__all__ = ["CASES", "SCALING", "Case", "Figures", "NotApplicable", "figures", "pair", "warmup"]
+__all__ = ["CASES", "SCALING", "Case", "Figures", "NotApplicable", "Trips", "figures", "pair", "warmup"]
 
 #: The scaling families: ``family-N`` for N in SCALES.
 SCALING = ("poller", "zmqstream")
@@ -45,6 +47,10 @@ SHARED_HWM = 10
 #: is active, the others idle. ``--quick`` stops at 1,000.
 SCALES = (1, 100, 1_000, 10_000)
 QUICK_SCALE = 1_000
+#: A scaling run stops after this many seconds of measuring (and a fifth of it warming up)
+#: and reports the rate of the round trips it made: a peer whose poll costs O(N) would
+#: otherwise take minutes at 10,000 sockets, and be reported as hung.
+SCALING_BUDGET = 10.0
 IDLE_SOCKETS = 1000
 #: ``idle`` reports CPU seconds per this many seconds, whatever it measured.
 IDLE_WINDOW = 5.0
@@ -158,6 +164,34 @@ def figures(value: float, **extra: float) -> Figures:
 def warmup(n: int) -> int:
     """Messages or round trips run before the clock starts (connections up, caches warm)."""
     return max(1, min(1000, n // 20))
+
+
+class Trips:
+    """The round trips of a scaling run: iterate to make one per step, then read :attr:`rate`.
+
+    *warm* steps first, then up to *n* timed ones; each phase is cut short after its share
+    of :data:`SCALING_BUDGET`. Sync and async bodies loop over it alike.
+    """
+
+    def __init__(self, warm: int, n: int) -> None:
+        self.warm, self.n = warm, n
+        self.rate = 0.0
+
+    def __iter__(self) -> Iterator[None]:
+        deadline = perf_counter() + SCALING_BUDGET / 5
+        for _ in range(self.warm):
+            yield
+            if perf_counter() > deadline:
+                break
+        t0 = perf_counter()
+        deadline = t0 + SCALING_BUDGET
+        done = 0
+        while done < self.n:
+            yield
+            done += 1
+            if perf_counter() > deadline:
+                break
+        self.rate = done / (perf_counter() - t0)
 
 
 _inproc_names = count()

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from zmq_green.bench import _worker as worker, main, plot
-from zmq_green.bench import cases
+from zmq_green.bench import _worker as worker, cases, main, plot
 from zmq_green.bench.cases import CASES, NotApplicable, Trips, figures
 from zmq_green.bench.options import parse_args
 from zmq_green.bench.peers import PEERS, Peer

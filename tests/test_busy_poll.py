@@ -15,7 +15,8 @@ from gevent import get_hub
 from transports import HANG_GUARD
 
 import zmq_green
-from zmq_green._waiting import _busy_polls
+from zmq_green import _spin
+from zmq_green._spin import _spinners
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -66,8 +67,18 @@ def loop() -> Iterator[LoopTurns]:
     counter.close()
 
 
+@pytest.fixture(autouse=True)
+def no_spin_left_over() -> Iterator[None]:
+    """End the spin a test started (some are seconds long) before the next test."""
+    yield
+    spinner = _spinners.get(get_hub())
+    if spinner is not None:
+        spinner.until = 0.0
+        until(lambda: not spinner.watcher.active)
+
+
 def busy_polling() -> bool:
-    busy = _busy_polls.get(get_hub())
+    busy = _spinners.get(get_hub())
     return busy is not None and bool(busy.watcher.active)
 
 
@@ -161,3 +172,156 @@ def test_round_trips_between_greenlets_over_tcp_are_the_same_with_and_without_bu
             req.send(b"%d" % i)
             assert req.recv() == b"%d" % i
         server.get(timeout=5)
+
+
+# -- when the default spins (zmq_green._spin) ----------------------------------------
+#
+# The policy is driven here with the durations of waits, as block() reports them:
+# the decisions are tested, never their timing.
+
+ADAPTIVE = _spin.Adaptive(50e-6)
+SHORT, LONG = 10e-6, 1e-3  # a wait that ended inside the window, and one that outlasted it
+
+
+@pytest.fixture
+def spinner() -> Iterator[_spin.Spinner]:
+    """A spinner with no history, on this thread's hub."""
+    fresh = _spin.Spinner(get_hub())
+    yield fresh
+    fresh.watcher.close()
+
+
+def spins(spinner: _spin.Spinner, waited: float | None = None) -> bool:
+    """Whether the next wait spins; if it does, it ends after *waited*."""
+    spun = spinner.begin(ADAPTIVE)
+    if spun and waited is not None:
+        spinner.learn(waited, ADAPTIVE)
+    return spun
+
+
+def stop_spinning(spinner: _spin.Spinner) -> None:
+    while spinner.score >= _spin.THRESHOLD:
+        assert spins(spinner, LONG)
+
+
+def test_the_default_busy_poll_adapts_and_a_set_one_does_not(ctx: zmq_green.Context) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: the default is 0")
+    assert type(zmq_green.Socket.busy_poll) is type(zmq_green.Poller.busy_poll) is _spin.Adaptive
+    with ctx.socket(zmq.PULL) as sock:
+        sock.busy_poll = 50e-6
+        assert type(sock.busy_poll) is float
+
+
+def test_a_new_hub_spins_and_keeps_spinning_while_waits_end_inside_the_window(
+    spinner: _spin.Spinner,
+) -> None:
+    assert all(spins(spinner, SHORT) for _ in range(100))
+    assert spinner.score == _spin.CEILING
+
+
+def test_a_hub_stops_spinning_after_waits_that_outlast_the_window(spinner: _spin.Spinner) -> None:
+    outlasted = 0
+    while spins(spinner, LONG):
+        outlasted += 1
+    # A miss counts twice a hit: from the ceiling, three misses in a row stop it.
+    assert outlasted == 3
+    assert not spins(spinner)
+
+
+def test_one_miss_in_three_keeps_a_hub_spinning_and_one_in_two_stops_it(spinner: _spin.Spinner) -> None:
+    assert all(spins(spinner, LONG if i % 3 == 0 else SHORT) for i in range(300))
+    assert not all(spins(spinner, LONG if i % 2 == 0 else SHORT) for i in range(300))
+
+
+def waits_to_a_probe(spinner: _spin.Spinner, waited: float) -> int:
+    """The waits up to and with the next one that spins (the probe ends after *waited*)."""
+    waits = 1
+    while not spins(spinner, waited):
+        waits += 1
+    return waits
+
+
+def test_a_stopped_hub_probes_and_backs_off_while_probes_miss(spinner: _spin.Spinner) -> None:
+    stop_spinning(spinner)
+    gaps = [waits_to_a_probe(spinner, LONG) for _ in range(6)]
+    assert gaps == [8, 16, 32, 64, 64, 64] == [min(_spin.MIN_GAP << i, _spin.MAX_GAP) for i in range(6)]
+
+
+def test_probes_that_pay_bring_the_spinning_back(spinner: _spin.Spinner) -> None:
+    stop_spinning(spinner)
+    waits_to_a_probe(spinner, LONG)  # the gap widens...
+    gaps = []
+    while spinner.score < _spin.THRESHOLD:
+        gaps.append(waits_to_a_probe(spinner, SHORT))
+    # ... and the first probe that pays brings it back to its least.
+    assert gaps[0] == 2 * _spin.MIN_GAP and set(gaps[1:]) == {_spin.MIN_GAP}
+    assert all(spins(spinner, SHORT) for _ in range(100))  # every wait spins again
+
+
+def test_a_preempted_spin_stops_the_spinning_at_once(
+    spinner: _spin.Spinner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_spin, "_thread_time", lambda: 0.0)  # the thread got no CPU
+    assert spins(spinner)
+    spinner.until = 0.0
+    spinner._tick()  # the window ran out
+    assert not spinner.watcher.active
+    assert spinner.score == 0 and spinner.gap == _spin.MAX_GAP
+    assert not any(spins(spinner) for _ in range(_spin.MAX_GAP - 1))
+
+
+def test_a_spin_that_had_its_cpu_leaves_the_history_alone(
+    spinner: _spin.Spinner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_spin, "_thread_time", _spin._monotonic)  # all the wall time was CPU
+    assert spins(spinner)
+    spinner.until = 0.0
+    spinner._tick()
+    assert not spinner.watcher.active
+    assert spinner.score == _spin.CEILING
+
+
+@pytest.mark.parametrize("seconds", [50e-6, 0.5])
+def test_a_set_busy_poll_spins_whatever_the_history_and_teaches_it_nothing(
+    spinner: _spin.Spinner, seconds: float
+) -> None:
+    stop_spinning(spinner)
+    score, gap = spinner.score, spinner.gap
+    for _ in range(2 * _spin.MAX_GAP):
+        assert spinner.begin(seconds) is False  # nothing to learn
+        assert spinner.watcher.active
+    assert (spinner.score, spinner.gap) == (score, gap)
+    spinner.until = 0.0
+
+
+def test_waits_through_a_socket_teach_the_hub(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that come long after the request stop a hub's spinning; with a
+    ``busy_poll`` set on the socket, the same waits teach it nothing."""
+    hub = get_hub()
+    fresh = _spin.Spinner(hub)
+    monkeypatch.setitem(_spinners, hub, fresh)
+    rep, req = pair(ctx, zmq.REP, zmq.REQ)
+    rep.busy_poll = req.busy_poll = ADAPTIVE
+
+    def serve(count: int) -> None:
+        for _ in range(count):
+            rep.recv()
+            gevent.sleep(0.005)  # the input: an answer that outlasts the window
+            rep.send(b"late")
+
+    server = gevent.spawn(serve, 6)
+    for _ in range(3):
+        req.send(b"?")
+        assert req.recv() == b"late"
+    assert fresh.score < _spin.THRESHOLD
+    req.busy_poll = rep.busy_poll = 50e-6
+    score = fresh.score
+    for _ in range(3):
+        req.send(b"?")
+        assert req.recv() == b"late"
+    assert fresh.score == score
+    server.get(timeout=HANG_GUARD)
+    fresh.until = 0.0

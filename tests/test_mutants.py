@@ -24,7 +24,7 @@ from tests.conftest import outcome, pair, until
 from tests.test_poll import later
 from tests.test_socket import LowersHwmBeforeFrame, xpub_with_room_for_one
 from tests.transports import fill_until_full
-from zmq_green import _waiting
+from zmq_green import _spin, _waiting
 
 HANG_GUARD = 5.0
 #: Waits a poll may make while nothing it asked for happens (libuv may wake a timer early).
@@ -231,7 +231,7 @@ def test_a_blocked_call_busy_polls_for_its_sockets_busy_poll(ctx: zmq_green.Cont
     reader = gevent.spawn(a.recv)
     until(lambda: len(a._waits.readers) == 1)
     gevent.sleep(0.01)
-    busy = _waiting._busy_polls.get(gevent.get_hub())
+    busy = _spin._spinners.get(gevent.get_hub())
     try:
         assert (busy is not None and busy.watcher.active) == (seconds > 0)
     finally:

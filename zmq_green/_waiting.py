@@ -158,7 +158,10 @@ by default, none when the process may run on one CPU only) before it may sleep:
 an idle watcher keeps the loop polling its fds without blocking, so the signal
 is seen as soon as it is written. It changes when the hub notices the fd,
 nothing else: the same watcher wakes the same greenlet. It costs at most
-``busy_poll`` of CPU per wait, and round trips run about 2.5 times faster.
+``busy_poll`` of CPU per spun wait. The default spins only where that pays:
+each hub learns from its recent waits whether answers come inside the window,
+and stops at once on a contended CPU (:mod:`zmq_green._spin` tells how); a
+``busy_poll`` the user sets spins as given.
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket, zmq_poll
 
 from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT
+from ._spin import Adaptive, spinner_of
 
 __all__ = [
     "DEFAULT_BUSY_POLL",
@@ -227,7 +231,7 @@ def _default_busy_poll() -> float:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return 50e-6 if cpus > 1 else 0.0
+    return Adaptive(50e-6) if cpus > 1 else 0.0
 
 
 DEFAULT_BUSY_POLL = _default_busy_poll()
@@ -364,63 +368,43 @@ class Interest:
             self.unwatch(waits)
 
 
-class _BusyPoll:
-    """Keeps one hub's loop polling, without sleeping, until a moment has passed."""
-
-    __slots__ = ("until", "watcher")
-
-    def __init__(self, hub: Hub) -> None:
-        self.until = 0.0
-        # An idle watcher makes the loop poll with a zero timeout while it is
-        # active; ref=False, so that busy-polling alone keeps no loop running.
-        self.watcher = hub.loop.idle(ref=False)
-
-    def extend(self, seconds: float) -> None:
-        """Poll without sleeping for at least *seconds* from now."""
-        until = _monotonic() + seconds
-        if until > self.until:
-            self.until = until
-        if not self.watcher.active:
-            self.watcher.start(self._tick)
-
-    def _tick(self) -> None:
-        if _monotonic() >= self.until:
-            self.watcher.stop()
-
-
-_busy_polls: weakref.WeakKeyDictionary[Hub, _BusyPoll] = weakref.WeakKeyDictionary()
-
-
 def block(entry: Entry, seconds: float | None, busy_poll: float = 0.0) -> Any:
     """Switch to the hub until *entry* is woken or *seconds* pass.
 
-    The only place zmq_green blocks a greenlet. With *busy_poll*, the hub polls
-    without sleeping for that many seconds first (see the module's notes).
-    Returns the wake-up value (:data:`READY`, :data:`TIMER`, or an exception
-    instance for the caller to raise). The timer never outlives the call.
+    The only place zmq_green blocks a greenlet. With *busy_poll*, the hub may poll
+    without sleeping for that many seconds first (see the module's notes, and
+    :mod:`zmq_green._spin` for when it does). Returns the wake-up value
+    (:data:`READY`, :data:`TIMER`, or an exception instance for the caller to
+    raise). The timer never outlives the call.
     """
     _stats["waits"] += 1
     waiter = entry.waiter
     waiter.clear()
     entry.woken = False
+    spinner = None
     if busy_poll > 0:
-        busy = _busy_polls.get(entry.hub)
-        if busy is None:
-            busy = _busy_polls[entry.hub] = _BusyPoll(entry.hub)
-        busy.extend(busy_poll)
+        spinner = spinner_of(entry.hub)
+        if spinner.begin(busy_poll):
+            started = _monotonic()
+        else:
+            spinner = None
     if seconds is None:
-        return waiter.get()
-    loop = entry.hub.loop
-    # The loop's clock is cached: after CPU work or a blocking call it is behind,
-    # and a timer armed from it fires early by that much.
-    loop.update_now()
-    # libuv counts whole milliseconds (and warns below one).
-    timer = loop.timer(max(seconds, 0.001) if seconds > 0 else 0)
-    timer.start(waiter.switch, TIMER)
-    try:
-        return waiter.get()
-    finally:
-        timer.close()
+        value = waiter.get()
+    else:
+        loop = entry.hub.loop
+        # The loop's clock is cached: after CPU work or a blocking call it is behind,
+        # and a timer armed from it fires early by that much.
+        loop.update_now()
+        # libuv counts whole milliseconds (and warns below one).
+        timer = loop.timer(max(seconds, 0.001) if seconds > 0 else 0)
+        timer.start(waiter.switch, TIMER)
+        try:
+            value = waiter.get()
+        finally:
+            timer.close()
+    if spinner is not None:
+        spinner.learn(_monotonic() - started, busy_poll)
+    return value
 
 
 DEFAULT_SAFETY_TIMEOUT = 10.0

@@ -68,12 +68,13 @@ class Socket(zmq.Socket[_Recv_co]):
         in :func:`zmq_green.stats` as ``rescues``; ``None`` or 0 disables it.
         Settable on the class or on an instance.
     busy_poll : float
-        Seconds the hub keeps polling, without sleeping, when a greenlet starts
-        to wait on this socket (default 50e-6; 0 when the process may run on one
-        CPU only, where spinning would delay libzmq's I/O thread): the reply from libzmq's I/O
-        thread is then seen without waiting for this CPU to wake up, which makes
-        request/reply about 2.5 times faster, for at most that much CPU per wait.
-        0 disables it. Settable on the class or on an instance.
+        Seconds the hub may keep polling, without sleeping, when a greenlet starts
+        to wait on this socket: the reply from libzmq's I/O thread is then seen
+        without waiting for this CPU to wake up, for at most that much CPU per
+        wait. The default (50e-6; 0 when the process may run on one CPU only,
+        where spinning would delay libzmq's I/O thread) spins only while recent
+        waits ended inside it and the CPU is not contended. A value set on the
+        class or an instance spins as given on every wait; 0 disables it.
     """
 
     safety_timeout: float | None = DEFAULT_SAFETY_TIMEOUT

@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from zmq_green.bench import _worker as worker, cases, main, plot
 from zmq_green.bench.cases import CASES, NotApplicable, Trips, figures
+from zmq_green.bench.load import Exchange, client_figures, client_report, percentile
 from zmq_green.bench.options import parse_args
 from zmq_green.bench.peers import PEERS, Peer
 from zmq_green.bench.report import (
@@ -22,12 +29,14 @@ from zmq_green.bench.report import (
     format_cell,
     format_ratio,
     format_value,
+    headline,
+    load_table,
     median,
     ratio,
     summarize,
     table,
 )
-from zmq_green.bench.runner import Run, _read_result, plan, run_one
+from zmq_green.bench.runner import Run, _read_result, contenders, plan, run_one
 
 SPEC_CASES = [
     "stream-inproc",
@@ -48,6 +57,9 @@ SPEC_CASES = [
     "zmqstream-1000",
     "zmqstream-10000",
     "idle",
+    "load-1000",
+    "load-5000",
+    "load-20000",
 ]
 
 
@@ -71,9 +83,12 @@ def test_quick_is_one_round_at_quick_sizes_unless_rounds_given() -> None:
     assert all(quick.size(case) == CASES[case].quick_size for case in CASES)
     assert all(CASES[case].quick_size < CASES[case].size for case in CASES)
     assert parse_args(["--quick", "--rounds", "2"]).rounds == 2
-    # --quick stops the scaling cases at 1,000 sockets, unless they are asked for.
-    assert quick.cases == tuple(case for case in SPEC_CASES if not case.endswith("-10000"))
+    # --quick stops the scaling cases at 1,000 sockets and the load cases at 5,000
+    # requests/s, unless they are asked for.
+    left_out = ("poller-10000", "zmqstream-10000", "load-20000")
+    assert quick.cases == tuple(case for case in SPEC_CASES if case not in left_out)
     assert parse_args(["--quick", "--cases", "poller-10000"]).cases == ("poller-10000",)
+    assert parse_args(["--quick", "--cases", "load-20000"]).cases == ("load-20000",)
 
 
 @pytest.mark.timeout(10)
@@ -102,6 +117,22 @@ def test_cases_peers_scale_and_files() -> None:
 
 
 @pytest.mark.timeout(10)
+def test_contend_starts_no_process_unless_asked() -> None:
+    assert parse_args([]).contend == 0
+    assert parse_args(["--contend", "0"]).contend == 0
+    assert parse_args(["--contend", "2"]).contend == 2
+
+
+@pytest.mark.timeout(10)
+def test_load_cases_measure_seconds_at_their_rate() -> None:
+    assert [CASES[case].rate for case in ("load-1000", "load-5000", "load-20000")] == [1000, 5000, 20000]
+    assert CASES["poller-100"].rate == CASES["idle"].rate == CASES["load-1000"].sockets == 0
+    load = CASES["load-5000"]
+    assert (load.unit, load.size, load.quick_size, load.lower_is_better) == ("CPU µs/req", 4, 2, True)
+    assert parse_args(["--quick", "--scale", "0.1"]).size("load-1000") == 1  # never scaled to nothing
+
+
+@pytest.mark.timeout(10)
 @pytest.mark.parametrize(
     "argv, complaint",
     [
@@ -110,6 +141,9 @@ def test_cases_peers_scale_and_files() -> None:
         (["--cases", ","], "unknown case"),
         (["--rounds", "0"], "must be positive"),
         (["--scale", "-1"], "must be positive"),
+        (["--contend", "-1"], "must be from 0 to 64: -1"),
+        (["--contend", "65"], "must be from 0 to 64: 65"),
+        (["--contend", "two"], "invalid"),
     ],
 )
 def test_bad_arguments_exit_2_and_say_why(argv: list[str], complaint: str, capsys: Any) -> None:
@@ -161,6 +195,10 @@ def test_every_case_has_a_zmq_green_body_and_every_gap_a_reason() -> None:
     assert set(PEERS["tornado"].bodies) == {case for case in CASES if case.startswith("zmqstream")}
     assert PEERS["asyncio"].unavailable("zmqstream-100") == "see tornado"
     assert set(PEERS["raw"].bodies) == {"stream-inproc", "stream-tcp", "stream-large", "shared", "reqrep-tcp"}
+    for peer in ("zmq_green", "zmq.green", "threads", "asyncio"):
+        assert {"load-1000", "load-5000", "load-20000"} <= set(PEERS[peer].bodies), peer
+    assert PEERS["raw"].unavailable("load-1000") == "a blocking server: see threads"
+    assert PEERS["tornado"].unavailable("load-1000") == "zmqstream cases only"
 
 
 def _fake_peer(monkeypatch: Any, body: Any) -> None:
@@ -301,6 +339,11 @@ def test_cells_are_never_blank() -> None:
 # -- the table -------------------------------------------------------------------------
 
 
+def _cells(text: str) -> list[list[str]]:
+    """The cells of a Markdown table, row by row."""
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()]
+
+
 def _sample_runs() -> list[Run]:
     return [
         Run("stream-inproc", "zmq_green", 0, value=400_000.0),
@@ -321,7 +364,7 @@ def test_table_shows_medians_failures_ratios_and_notes() -> None:
     lines = text.splitlines()
     assert len(lines) == 2 + 3
     assert len({len(line) for line in lines}) == 1, "columns are aligned"
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    rows = _cells(text)
     assert rows[0] == [
         "case",
         "unit",
@@ -360,8 +403,149 @@ def test_table_shows_medians_failures_ratios_and_notes() -> None:
 @pytest.mark.timeout(10)
 def test_table_without_zmq_green_has_no_ratios_and_no_empty_notes() -> None:
     runs = [Run("fanin", "threads", 0, value=1000.0), Run("fanin", "asyncio", 0, value=900.0)]
-    header = table(["fanin"], ["threads", "asyncio"], runs).splitlines()[0]
-    assert [cell.strip() for cell in header.strip("|").split("|")] == ["case", "unit", "threads", "asyncio"]
+    header = _cells(table(["fanin"], ["threads", "asyncio"], runs))[0]
+    assert header == ["case", "unit", "threads", "asyncio"]
+
+
+def _load_runs() -> list[Run]:
+    def ran(case: str, peer: str, round_: int, cpu: float, p50: float, p99: float) -> Run:
+        return Run(case, peer, round_, value=cpu, extra={"replies": 4000.0, "p50 us": p50, "p99 us": p99})
+
+    return [
+        ran("load-1000", "zmq_green", 0, 30.0, 80.0, 200.0),
+        ran("load-1000", "zmq_green", 1, 10.0, 60.0, 400.0),
+        ran("load-1000", "zmq_green", 2, 20.0, 70.0, 300.0),
+        ran("load-1000", "threads", 0, 40.0, 140.0, 150.0),
+        Run("load-1000", "threads", 1, failure="replies lost", detail="3 of 4,000 requests had no reply"),
+        Run("load-1000", "raw", 0, failure="n/a: a blocking server: see threads"),
+        Run("load-5000", "zmq_green", 0, failure="client behind"),
+        ran("load-5000", "threads", 0, 12.5, 90.0, 250.0),
+        Run("load-5000", "raw", 0, failure="n/a: a blocking server: see threads"),
+        Run("idle", "zmq_green", 0, value=0.01),
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_load_table_shows_every_peers_cpu_and_latencies_and_ratios_to_threads() -> None:
+    text = load_table(["idle", "load-1000", "load-5000"], ["zmq_green", "threads", "raw"], _load_runs())
+    assert len({len(line) for line in text.splitlines()}) == 1, "columns are aligned"
+    rows = _cells(text)
+    assert rows[0] == [
+        "case: CPU µs/req · p50 µs · p99 µs",
+        "zmq_green",
+        "threads",
+        "raw",
+        "CPU vs threads",
+        "p50 vs threads",
+        "p99 vs threads",
+    ]
+    # Medians over the rounds that gave figures, each figure on its own: zmq_green's
+    # CPU 20 (of 10, 20, 30), p50 70, p99 300. Lower is better, so the ratios are
+    # threads' figures over zmq_green's: 40/20, 140/70, 150/300.
+    assert rows[2] == [
+        "load-1000",
+        "20 · 70 · 300",
+        "40 · 140 · 150 (1/2)",
+        "n/a: a blocking server: see threads",
+        "2.00x",
+        "2.00x",
+        "0.500x",
+    ]
+    assert rows[3] == [
+        "load-5000",
+        "client behind",
+        "12.5 · 90 · 250",
+        "n/a: a blocking server: see threads",
+        "-",
+        "-",
+        "-",
+    ]
+    assert len(rows) == 4, "one row per load case, no other case"
+
+
+@pytest.mark.timeout(10)
+def test_load_table_is_empty_without_load_cases_and_has_no_ratios_without_threads() -> None:
+    assert load_table(["idle", "stream-tcp"], ["zmq_green", "threads"], _load_runs()) == ""
+    rows = _cells(load_table(["load-1000"], ["zmq_green", "raw"], _load_runs()))
+    assert rows[0][1:] == ["zmq_green", "raw"]
+    assert rows[2] == ["load-1000", "20 · 70 · 300", "n/a: a blocking server: see threads"]
+    # The main table shows the CPU alone, lower being better, and zmq_green's latencies as notes.
+    main_rows = _cells(table(["load-1000"], ["zmq_green", "threads"], _load_runs()))
+    assert main_rows[2] == [
+        "load-1000",
+        "CPU µs/req",
+        "20",
+        "40 (1/2)",
+        "2.00x",
+        "replies 4,000, p50 us 70, p99 us 300",
+    ]
+
+
+@pytest.mark.timeout(10)
+def test_headline_says_when_how_and_under_which_contention() -> None:
+    started = datetime(2026, 12, 2, 14, 30, tzinfo=timezone.utc)
+    line = headline(parse_args(["--quick", "--contend", "1"]), started)
+    assert line.startswith("zmq-green bench, 2026-12-02 14:30 UTC, ")
+    assert (
+        "1 round, quick sizes, under contention: 1 CPU-bound process beside every run (--contend 1)" in line
+    )
+    line = headline(parse_args(["--scale", "0.5", "--contend", "3"]), started)
+    assert "3 rounds, full sizes, scale 0.5, under contention: 3 CPU-bound processes" in line
+    assert headline(parse_args([]), started).endswith("3 rounds, full sizes, no contenders")
+
+
+# -- the load client -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_percentiles_are_nearest_rank() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.99) == 4.0
+    assert percentile([float(i) for i in range(1, 201)], 0.99) == 198.0
+    assert percentile([5.0], 0.5) == percentile([5.0], 0.99) == 5.0
+
+
+@pytest.mark.timeout(10)
+def test_client_reports_latencies_in_us_or_why_it_has_none() -> None:
+    answered = Exchange(4, latencies=[4e-4, 1e-4, 2e-4, 3e-4], lags=[0.0, 1e-5, 0.0, 2e-5])
+    assert client_report(answered, 1000) == pytest.approx(
+        {"replies": 4, "p50 us": 200.0, "p99 us": 400.0, "lag p99 us": 20.0}
+    )
+    lost = Exchange(4, latencies=[1e-4] * 3, lags=[0.0] * 4)
+    assert client_report(lost, 1000) == {
+        "failure": "replies lost",
+        "detail": "1 of 4 requests had no reply 10 s after the last was sent",
+    }
+    # One request in a hundred sent 5 ms late is the client's hiccup; two is a client
+    # that did not keep its schedule: its own delays would be the p99 it reports.
+    hiccup = Exchange(100, latencies=[1e-4] * 100, lags=[0.0] * 99 + [0.005])
+    assert client_report(hiccup, 20_000)["replies"] == 100
+    behind = Exchange(100, latencies=[1e-4] * 100, lags=[0.0] * 98 + [0.005] * 2)
+    assert client_report(behind, 20_000) == {
+        "failure": "client behind",
+        "detail": "1 % of its requests left more than 5,000 µs late (limit 1,000 µs): "
+        "the client could not keep 20,000 requests/s",
+    }
+
+
+def _printing(text: str) -> subprocess.Popen[str]:
+    """A process standing in for the load client: it prints *text*."""
+    return subprocess.Popen([sys.executable, "-c", f"print({text!r})"], stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.timeout(30)
+def test_server_figures_are_cpu_us_per_reply_and_the_clients_report() -> None:
+    client = _printing('{"replies": 4000, "p50 us": 70.0, "p99 us": 300.0, "lag p99 us": 9.0}')
+    assert client_figures(client, 0.08) == {
+        "value": pytest.approx(20.0),
+        "extra": {"replies": 4000, "p50 us": 70.0, "p99 us": 300.0, "lag p99 us": 9.0},
+    }
+    failed = '{"failure": "replies lost", "detail": "3 of 4,000 requests had no reply"}'
+    assert client_figures(_printing(failed), 0.08) == json.loads(failed)
+    assert client_figures(_printing("Traceback: ..."), 0.08) == {
+        "failure": "client exit 0",
+        "detail": "Traceback: ...",
+    }
 
 
 # -- the JSON record -------------------------------------------------------------------
@@ -380,6 +564,7 @@ def test_json_record_has_every_run_the_versions_and_the_cpu() -> None:
     for key in ("python", "pyzmq", "libzmq", "gevent", "zmq_green", "cpu", "cpus"):
         assert doc["machine"][key], key
     assert doc["options"]["peers"] == ["zmq_green", "zmq.green", "tornado"]
+    assert doc["options"]["contend"] == 0
     assert doc["cases"]["idle"] == {
         "unit": "CPU s/5 s",
         "what": CASES["idle"].what,
@@ -569,6 +754,112 @@ def test_tiny_run_of_two_cases_through_worker_processes(tmp_path: Any, capsys: A
     assert "n/a: no one-thread form" in rows["fanin"]
     # Progress went to stderr, one line per run, as the runs ended.
     assert sum("round " in line for line in captured.err.splitlines()) == 12
+
+
+@pytest.mark.timeout(60)
+def test_tiny_load_run_through_worker_processes(tmp_path: Any, capsys: Any) -> None:
+    """load-1000 for 1 s (the least a run measures) for zmq_green and threads: a server in
+    the worker, a client process of its own; every figure there and sane, no timing asserted."""
+    out = tmp_path / "out.json"
+    argv = ["--cases", "load-1000", "--peers", "zmq_green,threads", "--rounds", "1", "--scale", "0.1"]
+    argv += ["--json", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["cases"]["load-1000"]["size"] == 1
+    assert [run["peer"] for run in doc["runs"]] == ["zmq_green", "threads"]
+    for run in doc["runs"]:
+        assert run["failure"] is None, run
+        assert run["value"] > 0  # CPU µs per request
+        extra = run["extra"]
+        assert extra["replies"] == 1000
+        assert extra["p99 us"] >= extra["p50 us"] > 0
+        assert extra["lag p99 us"] >= 0
+    text = capsys.readouterr().out
+    tables = [line for line in text.splitlines() if line.startswith("| load-1000 ")]
+    assert len(tables) == 2, text  # the main table's row, and the load table's
+    assert "CPU vs threads" in text
+
+
+def _alive(pid: int) -> bool:
+    """Whether *pid* is a running process (a zombie, dead and not yet reaped, is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self").exists():
+        return True  # no /proc: os.kill's answer stands
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.timeout(10)
+def test_contenders_spin_until_the_block_ends_however_it_ends() -> None:
+    with pytest.raises(KeyboardInterrupt), contenders(2) as pids:
+        assert len(pids) == 2
+        assert all(_alive(pid) for pid in pids)
+        raise KeyboardInterrupt
+    assert not any(_alive(pid) for pid in pids)
+    with contenders(0) as none:
+        assert none == []
+
+
+@pytest.mark.timeout(20)
+def test_a_contender_ends_by_itself_when_the_bench_is_gone() -> None:
+    # A bench killed outright runs no finally: its contender must see it gone and stop.
+    code = (
+        "import os\n"
+        "from zmq_green.bench.runner import contenders\n"
+        "print(contenders(1).__enter__()[0], flush=True)\n"
+        "os._exit(0)\n"
+    )
+    pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10).stdout)
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_contend_runs_beside_every_measurement_and_never_outlives_the_bench(
+    interrupted: bool, monkeypatch: Any, capsys: Any
+) -> None:
+    import zmq_green.bench as bench
+
+    started: list[int] = []
+    alive_while_measuring: list[bool] = []
+    real_contenders, real_run_all = bench.contenders, bench.run_all
+
+    @contextmanager
+    def recorded(n: int) -> Iterator[list[int]]:
+        with real_contenders(n) as pids:
+            started.extend(pids)
+            yield pids
+
+    def run_all(opts: Any, progress: Any) -> list[Run]:
+        alive_while_measuring.extend(_alive(pid) for pid in started)
+        if interrupted:
+            raise KeyboardInterrupt
+        runs: list[Run] = real_run_all(opts, progress)
+        alive_while_measuring.extend(_alive(pid) for pid in started)
+        return runs
+
+    monkeypatch.setattr(bench, "contenders", recorded)
+    monkeypatch.setattr(bench, "run_all", run_all)
+    argv = ["--cases", "stream-inproc", "--peers", "zmq_green", "--scale", "0.001", "--contend", "1"]
+    if interrupted:
+        with pytest.raises(KeyboardInterrupt):
+            main(argv)
+    else:
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "under contention: 1 CPU-bound process beside every run (--contend 1)" in out.splitlines()[0]
+    assert len(started) == 1
+    assert alive_while_measuring and all(alive_while_measuring)
+    assert not _alive(started[0])
 
 
 @pytest.mark.timeout(60)

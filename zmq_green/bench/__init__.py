@@ -2,7 +2,8 @@
 
 Each (case, peer, round) runs in a fresh process (:mod:`._worker`), rounds in
 turn with the peers' order reversed every other round; the parent prints one
-table of medians and zmq_green's ratio to each peer. The cases are in
+table of medians and zmq_green's ratio to each peer, and when the ``load-R``
+cases ran, a second one with every peer's latencies. The cases are in
 :mod:`.cases`, the peers in :mod:`.peers`; ``benchmarks.md`` says what each
 case measures and why.
 """
@@ -16,8 +17,8 @@ from datetime import datetime, timezone
 
 from . import plot
 from .options import parse_args
-from .report import LEGEND, document, table
-from .runner import run_all
+from .report import LEGEND, LOAD_LEGEND, document, headline, load_table, table
+from .runner import contenders, run_all
 
 __all__ = ["main"]
 
@@ -44,10 +45,21 @@ def main(argv: Sequence[str]) -> int:
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    runs = run_all(opts, progress)
+    with contenders(opts.contend) as pids:
+        if pids:
+            progress(f"--contend {len(pids)}: CPU-bound processes {', '.join(map(str, pids))} running")
+        runs = run_all(opts, progress)
+    print(headline(opts, started))
+    print()
     print(table(opts.cases, opts.peers, runs))
     print()
     print(LEGEND)
+    loads = load_table(opts.cases, opts.peers, runs)
+    if loads:
+        print()
+        print(loads)
+        print()
+        print(LOAD_LEGEND)
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(document(opts, runs, started), f, indent=1)

@@ -27,6 +27,7 @@ from .cases import (
     IDLE_WINDOW,
     LARGE,
     LARGE_HWM,
+    LOADS,
     MAX_SOCKETS,
     MSG,
     PAIR,
@@ -44,6 +45,7 @@ from .cases import (
     NotApplicable,
     Trips,
     bind_tcp,
+    cpu_seconds,
     fanin_rounds,
     figures,
     idle_sockets,
@@ -53,6 +55,7 @@ from .cases import (
     spawn_server,
     warmup,
 )
+from .load import client, client_figures
 
 __all__ = ["ASYNCIO_BODIES", "TORNADO_BODIES", "serve_reqrep"]
 
@@ -290,6 +293,28 @@ async def idle(seconds: int) -> Figures:
     return figures(cpu * IDLE_WINDOW / seconds)
 
 
+async def load(seconds: int, rate: int) -> Figures:
+    """A ROUTER echo server on this loop for *seconds* of *rate* requests/s from the load
+    client's process: CPU µs per request, and the latencies the client saw."""
+    router = zmq.asyncio.Context().socket(ROUTER)
+    router.linger = 0
+    with client(bind_tcp(router), rate, seconds) as proc:
+        await _echo_to_mark(router)  # the warm-up
+        cpu = cpu_seconds()
+        await _echo_to_mark(router)
+        return client_figures(proc, cpu_seconds() - cpu)
+
+
+async def _echo_to_mark(router: Any) -> None:
+    """Echo the requests on *router* up to the client's next mark (an empty request), that one too."""
+    recv, send = router.recv_multipart, router.send_multipart
+    while True:
+        request = await recv(0)
+        await send(request, 0)
+        if not request[-1]:
+            return
+
+
 def zmqstream_tornado(n: int, sockets: int = 1) -> Figures:
     """pyzmq's ZMQStream echo server on tornado's IOLoop, a zmq.asyncio REQ client on the same loop.
 
@@ -339,6 +364,7 @@ ASYNCIO_BODIES: dict[str, Callable[[int], Figures]] = {
     **{f"poller-{k}": _sync(partial(poller, sockets=k)) for k in SCALES},
     "device": _sync(device),
     "idle": _sync(idle),
+    **{f"load-{rate}": _sync(partial(load, rate=rate)) for rate in LOADS},
 }
 
 TORNADO_BODIES: dict[str, Callable[[int], Figures]] = {

@@ -25,6 +25,7 @@ from .cases import (
     IDLE_WINDOW,
     LARGE,
     LARGE_HWM,
+    LOADS,
     MAX_SOCKETS,
     MSG,
     PAIR,
@@ -42,6 +43,7 @@ from .cases import (
     NotApplicable,
     Trips,
     bind_tcp,
+    cpu_seconds,
     fanin_rounds,
     figures,
     idle_sockets,
@@ -51,6 +53,7 @@ from .cases import (
     spawn_server,
     warmup,
 )
+from .load import client, client_figures
 
 __all__ = ["GREEN_BODIES", "THREAD_BODIES", "Green", "Model", "Threads", "serve_reqrep"]
 
@@ -468,6 +471,28 @@ def idle(m: Model, seconds: int) -> Figures:
     return figures(cpu * IDLE_WINDOW / seconds, **{key: after[key] - before[key] for key in before})
 
 
+def load(m: Model, seconds: int, rate: int) -> Figures:
+    """A ROUTER echo server in this thread (or greenlet) for *seconds* of *rate* requests/s
+    from the load client's process: CPU µs per request, and the latencies the client saw."""
+    router = m.zmq.Context().socket(ROUTER)
+    router.linger = 0
+    with client(bind_tcp(router), rate, seconds) as proc:
+        _echo_to_mark(router)  # the warm-up
+        cpu = cpu_seconds()
+        _echo_to_mark(router)
+        return client_figures(proc, cpu_seconds() - cpu)
+
+
+def _echo_to_mark(router: Any) -> None:
+    """Echo the requests on *router* up to the client's next mark (an empty request), that one too."""
+    recv, send = router.recv_multipart, router.send_multipart
+    while True:
+        request = recv(0)
+        send(request, 0)
+        if not request[-1]:
+            return
+
+
 GREEN_BODIES: dict[str, Callable[[Any, int], Figures]] = {
     "stream-inproc": partial(stream, transport="inproc"),
     "stream-tcp": partial(stream, transport="tcp"),
@@ -481,6 +506,7 @@ GREEN_BODIES: dict[str, Callable[[Any, int], Figures]] = {
     "zmqstream": zmqstream,
     **{f"zmqstream-{k}": partial(zmqstream, sockets=k) for k in SCALES},
     "idle": idle,
+    **{f"load-{rate}": partial(load, rate=rate) for rate in LOADS},
 }
 
 #: Cases OS threads do not run, and why.

@@ -19,7 +19,19 @@ from typing import Any
 
 import zmq
 
-__all__ = ["CASES", "SCALING", "Case", "Figures", "NotApplicable", "Trips", "figures", "pair", "warmup"]
+__all__ = [
+    "CASES",
+    "LOADS",
+    "SCALING",
+    "Case",
+    "Figures",
+    "NotApplicable",
+    "Trips",
+    "cpu_seconds",
+    "figures",
+    "pair",
+    "warmup",
+]
 
 #: The scaling families: ``family-N`` for N in SCALES.
 SCALING = ("poller", "zmqstream")
@@ -56,6 +68,9 @@ IDLE_SOCKETS = 1000
 IDLE_WINDOW = 5.0
 #: Time given to the idle waiters to block before the CPU clock starts.
 IDLE_SETTLE = 0.5
+#: The offered loads of the ``load-R`` cases, requests/s. ``--quick`` stops at 5,000.
+LOADS = (1_000, 5_000, 20_000)
+QUICK_LOAD = 5_000
 
 
 @dataclass(frozen=True)
@@ -78,8 +93,16 @@ class Case:
     @property
     def sockets(self) -> int:
         """The registered sockets of a scaling case (``poller-100``: 100); 0 for the others."""
-        family, _, count = self.id.rpartition("-")
-        return int(count) if family in SCALING and count.isdigit() else 0
+        return self._number(SCALING)
+
+    @property
+    def rate(self) -> int:
+        """The offered requests/s of a load case (``load-5000``: 5,000); 0 for the others."""
+        return self._number(("load",))
+
+    def _number(self, families: tuple[str, ...]) -> int:
+        family, _, number = self.id.rpartition("-")
+        return int(number) if family in families and number.isdigit() else 0
 
 
 CASES: dict[str, Case] = {
@@ -127,6 +150,18 @@ CASES: dict[str, Case] = {
             for n in SCALES
         ),
         Case("idle", "CPU s/5 s", 5, 2, "1,000 receivers blocked on 1,000 sockets", lower_is_better=True),
+        *(
+            Case(
+                f"load-{rate}",
+                "CPU µs/req",
+                4,
+                2,
+                f"ROUTER echo server, {rate:,} requests/s offered by an open-loop DEALER in another process, tcp",
+                lower_is_better=True,
+                quick=rate <= QUICK_LOAD,
+            )
+            for rate in LOADS
+        ),
     )
 }
 
@@ -239,8 +274,27 @@ def fanin_rounds(n: int) -> int:
     return max(1, n // FANIN_CLIENTS)
 
 
+def cpu_seconds() -> float:
+    """The CPU seconds this process has used, user and system, all its threads (libzmq's too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _worker(*args: str) -> list[str]:
+    """The command line of a :mod:`._worker` process with *args*."""
+    return [sys.executable, "-m", "zmq_green.bench._worker", *args]
+
+
 def spawn_server(peer: str, endpoint: str, count: int) -> subprocess.Popen[bytes]:
     """Start the REP echo server of ``reqrep-ipc-2proc`` in a second process, run by *peer*."""
+    return subprocess.Popen(_worker("--serve", peer, endpoint, str(count)))
+
+
+def spawn_client(endpoint: str, rate: int, seconds: int) -> subprocess.Popen[str]:
+    """Start the client of the ``load-R`` cases in another process; its report comes on its stdout."""
     return subprocess.Popen(
-        [sys.executable, "-m", "zmq_green.bench._worker", "--serve", peer, endpoint, str(count)]
+        _worker("--load-client", endpoint, str(rate), str(seconds)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
     )

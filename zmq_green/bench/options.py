@@ -10,9 +10,12 @@ from typing import Callable, TypeVar
 from .cases import CASES
 from .peers import PEERS
 
-__all__ = ["Options", "parse_args", "parser"]
+__all__ = ["MAX_CONTEND", "Options", "parse_args", "parser"]
 
 _N = TypeVar("_N", int, float)
+
+#: The most CPU-bound processes ``--contend`` starts: enough to load any machine, not to sink it.
+MAX_CONTEND = 64
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class Options:
     scale: float
     json: str | None
     plot: str | None
+    #: CPU-bound processes kept running beside every measurement.
+    contend: int
 
     def size(self, case: str) -> int:
         """The size *case* runs at: its full or quick size, times ``scale``."""
@@ -47,14 +52,18 @@ def _names(known: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+def _checked(kind: Callable[[str], _N], valid: Callable[[_N], bool], rule: str) -> Callable[[str], _N]:
     def parse(text: str) -> _N:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive: {text}")
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{rule}: {text}")
         return value
 
     return parse
+
+
+def _positive(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    return _checked(kind, lambda value: value > 0, "must be positive")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -71,7 +80,10 @@ def parser() -> argparse.ArgumentParser:
         "--cases",
         type=_names(list(CASES), "case"),
         default=None,
-        help="comma-separated case ids (default: all; with --quick, the scaling cases up to 1,000)",
+        help=(
+            "comma-separated case ids (default: all; with --quick, the scaling cases up to 1,000 "
+            "and the load cases up to 5,000)"
+        ),
     )
     p.add_argument(
         "--peers",
@@ -98,7 +110,14 @@ def parser() -> argparse.ArgumentParser:
         "--scale",
         type=_positive(float),
         default=1.0,
-        help="multiply every case's size (messages, round trips, idle seconds)",
+        help="multiply every case's size (messages, round trips, idle and load seconds)",
+    )
+    p.add_argument(
+        "--contend",
+        metavar="N",
+        type=_checked(int, lambda n: 0 <= n <= MAX_CONTEND, f"must be from 0 to {MAX_CONTEND}"),
+        default=0,
+        help="keep N CPU-bound processes running beside every measurement (default 0)",
     )
     p.add_argument("--json", metavar="FILE", help="write every run's figures, versions and CPU to FILE")
     p.add_argument(
@@ -119,4 +138,5 @@ def parse_args(argv: Sequence[str]) -> Options:
         scale=ns.scale,
         json=ns.json,
         plot=ns.plot,
+        contend=ns.contend,
     )

@@ -67,6 +67,7 @@ def _peers() -> dict[str, Peer]:
                 "raw",
                 "plain pyzmq, one thread, DONTWAIT loop blocking in zmq_poll",
                 raw.RAW_BODIES,
+                cannot={case: "a blocking server: see threads" for case in CASES if CASES[case].rate},
                 other="no one-thread form",
             ),
             Peer(

@@ -19,14 +19,19 @@ if TYPE_CHECKING:
     from .options import Options
 
 __all__ = [
+    "BASELINE",
+    "LATENCIES",
     "SUBJECT",
     "Cell",
     "Run",
     "cpu_model",
     "document",
+    "extras",
     "format_cell",
     "format_ratio",
     "format_value",
+    "headline",
+    "load_table",
     "machine",
     "median",
     "notes",
@@ -38,6 +43,10 @@ __all__ = [
 
 #: The peer the ratios are about.
 SUBJECT = "zmq_green"
+#: The peer the load table compares zmq_green with: plain pyzmq, blocking calls.
+BASELINE = "threads"
+#: The extras of a ``load-R`` run that the load table shows beside its CPU µs per request.
+LATENCIES = ("p50 us", "p99 us")
 
 
 @dataclass
@@ -128,13 +137,16 @@ def _three_digits(value: float) -> str:
     return f"{rounded:.{max(digits, 0)}f}"
 
 
-def format_cell(cell: Cell | None) -> str:
-    """A peer's table cell: its median, its failure (never blank), and how many rounds failed."""
+def format_cell(cell: Cell | None, more: Sequence[float | None] = ()) -> str:
+    """A peer's table cell: its median, its failure (never blank), and how many rounds failed.
+
+    Figures in *more* follow the median, each after a ``·`` (``-`` for a missing one).
+    """
     if cell is None:
         return "not run"
     if cell.median is None:
         return cell.failure or "no result"
-    text = format_value(cell.median)
+    text = " · ".join("-" if value is None else format_value(value) for value in (cell.median, *more))
     if cell.ok < cell.rounds:
         text += f" ({cell.ok}/{cell.rounds})"
     return text
@@ -147,14 +159,19 @@ def format_ratio(value: float | None) -> str:
     return f"{_three_digits(value)}x"
 
 
+def extras(runs: Sequence[Run], case: str, peer: str) -> dict[str, float]:
+    """*peer*'s extra figures for *case*, each the median over the rounds that gave a figure."""
+    found: dict[str, list[float]] = {}
+    for run in runs:
+        if run.case == case and run.peer == peer and run.value is not None:
+            for key, value in run.extra.items():
+                found.setdefault(key, []).append(value)
+    return {key: statistics.median(values) for key, values in found.items()}
+
+
 def notes(runs: Sequence[Run], case: str) -> str:
     """zmq_green's extra figures for *case* (medians over its rounds), e.g. wake-ups."""
-    extras: dict[str, list[float]] = {}
-    for run in runs:
-        if run.case == case and run.peer == SUBJECT and run.value is not None:
-            for key, value in run.extra.items():
-                extras.setdefault(key, []).append(value)
-    return ", ".join(f"{key} {format_value(statistics.median(values))}" for key, values in extras.items())
+    return ", ".join(f"{key} {format_value(value)}" for key, value in extras(runs, case, SUBJECT).items())
 
 
 def ratio_to(cells: dict[tuple[str, str], Cell], case: str, peer: str) -> float | None:
@@ -180,6 +197,47 @@ def table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> st
         if len(header) > len(row):
             row.append(case_notes[case])
         rows.append(row)
+    return _markdown(header, rows)
+
+
+def load_table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> str:
+    """The ``load-R`` cases among *cases* as a second Markdown table; ``""`` if there are none.
+
+    One row per load case: each peer's CPU µs per request, p50 and p99 latency (medians
+    over its rounds), then zmq_green's ratio to :data:`BASELINE` for each of the three.
+    """
+    loads = [case for case in cases if CASES[case].rate]
+    if not loads:
+        return ""
+    cells = summarize(runs)
+    compare = SUBJECT in peers and BASELINE in peers
+    header = ["case: CPU µs/req · p50 µs · p99 µs", *peers]
+    if compare:
+        header += [f"{figure.split()[0]} vs {BASELINE}" for figure in ("CPU", *LATENCIES)]
+    rows = []
+    for case in loads:
+        figures = {peer: _load_figures(cells, runs, case, peer) for peer in peers}
+        row = [case, *(format_cell(cells.get((case, peer)), figures[peer][1:]) for peer in peers)]
+        if compare:
+            row += [
+                format_ratio(ratio(ours, theirs, lower_is_better=True))
+                for ours, theirs in zip(figures[SUBJECT], figures[BASELINE])
+            ]
+        rows.append(row)
+    return _markdown(header, rows)
+
+
+def _load_figures(
+    cells: dict[tuple[str, str], Cell], runs: Sequence[Run], case: str, peer: str
+) -> tuple[float | None, ...]:
+    """*peer*'s CPU µs per request and latencies for *case*; ``None`` for what it lacks."""
+    cell = cells.get((case, peer))
+    found = extras(runs, case, peer)
+    return (None if cell is None else cell.median, *(found.get(key) for key in LATENCIES))
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """*header* and *rows* as a Markdown table, its columns aligned."""
     widths = [max(len(line[i]) for line in (header, *rows)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -191,8 +249,35 @@ def table(cases: Sequence[str], peers: Sequence[str], runs: Sequence[Run]) -> st
 
 LEGEND = (
     "Medians over the rounds; (k/n): only k of n rounds gave a figure. "
-    "vs X: zmq_green's figure over X's (for idle, X's CPU over zmq_green's): above 1, zmq_green does better."
+    "vs X: zmq_green's figure over X's (for idle and load-R, X's CPU over zmq_green's): "
+    "above 1, zmq_green does better."
 )
+
+LOAD_LEGEND = (
+    "load-R: R requests/s offered by an open-loop client in another process. Each cell: the "
+    "server's CPU µs per request · p50 · p99 latency in µs, from each request's scheduled send "
+    f"time to its reply; medians over the rounds. X vs {BASELINE}: {BASELINE}' figure over "
+    "zmq_green's: above 1, zmq_green does better."
+)
+
+
+def headline(opts: Options, started: datetime) -> str:
+    """The line above the tables: when, on how many CPUs, at which sizes, and any contention."""
+    parts = [
+        f"{opts.rounds} round{'' if opts.rounds == 1 else 's'}",
+        "quick sizes" if opts.quick else "full sizes",
+    ]
+    if opts.scale != 1:
+        parts.append(f"scale {opts.scale:g}")
+    if opts.contend:
+        processes = "process" if opts.contend == 1 else "processes"
+        parts.append(
+            f"under contention: {opts.contend} CPU-bound {processes} beside every run "
+            f"(--contend {opts.contend})"
+        )
+    else:
+        parts.append("no contenders")
+    return f"zmq-green bench, {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs: {', '.join(parts)}"
 
 
 def cpu_model() -> str:

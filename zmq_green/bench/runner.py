@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from .cases import CASES
@@ -16,7 +17,18 @@ from .options import Options
 from .peers import PEERS
 from .report import Run, format_value
 
-__all__ = ["Run", "plan", "run_all", "run_one"]
+__all__ = ["Run", "contenders", "plan", "run_all", "run_one"]
+
+#: A contender of ``--contend``: a CPU-bound loop that looks up now and then whether the
+#: bench that started it (its argument) is still its parent, and ends when it is not: a
+#: bench killed outright leaves nothing spinning.
+CONTENDER = """\
+import os, sys
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
 
 
 def plan(opts: Options) -> Iterator[tuple[int, str, str]]:
@@ -79,6 +91,32 @@ def _read_result(run: Run, out: str, err: str, returncode: int) -> None:
     if run.failure is None:
         run.value = float(result["value"])
         run.extra = {key: float(value) for key, value in result.get("extra", {}).items()}
+
+
+@contextmanager
+def contenders(n: int) -> Iterator[list[int]]:
+    """*n* CPU-bound processes, running until the block ends, however it ends: their pids.
+
+    Each has its own session, so that a Ctrl-C at the terminal reaches the bench alone,
+    which kills them on its way out.
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", CONTENDER, str(os.getpid())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+        yield [proc.pid for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 def run_all(opts: Options, progress: Callable[[str], None]) -> list[Run]:

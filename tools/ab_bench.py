@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -40,8 +41,8 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def measure(tree: Path, case: str, size: int) -> float | None:
-    """One run of *case* by *tree*'s zmq_green; None if it gave no figure."""
+def measure(tree: Path, case: str, size: int) -> dict[str, Any]:
+    """One run of *case* by *tree*'s zmq_green: its figures (``value``, ``extra``), or none."""
     proc = subprocess.run(
         [sys.executable, "-m", "zmq_green.bench._worker", case, "zmq_green", str(size)],
         cwd=tree,
@@ -51,8 +52,8 @@ def measure(tree: Path, case: str, size: int) -> float | None:
         timeout=120,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {}
-    return result.get("value")
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    return result
 
 
 def main() -> int:
@@ -73,22 +74,36 @@ def main() -> int:
             shared = [case for case in sizes["this"] if case in sizes["base"]]
             cases = args.cases.split(",") if args.cases else shared
             values: dict[tuple[str, str], list[float]] = {}
+            extras: dict[tuple[str, str, str], list[float]] = {}
             for round_ in range(args.rounds):
                 order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
                 for case in cases:
                     for name in order:
                         size = max(1, round(sizes[name][case][0] * args.scale))
-                        value = measure(trees[name], case, size)
-                        print(f"round {round_ + 1} {case:18} {name:5} {value}", file=sys.stderr)
+                        result = measure(trees[name], case, size)
+                        value = result.get("value")
+                        print(
+                            f"round {round_ + 1} {case:18} {name:5} {value} {result.get('failure') or ''}",
+                            file=sys.stderr,
+                        )
                         if value is not None:
                             values.setdefault((case, name), []).append(value)
-            print(f"| case | {args.base} | this | this vs base |\n|---|---|---|---|")
+                            for key, extra in result.get("extra", {}).items():
+                                extras.setdefault((case, name, key), []).append(extra)
+            print(
+                f"| case | {args.base} | this | this vs base | extras (base / this) |\n|---|---|---|---|---|"
+            )
             for case in cases:
                 old, new = (
                     statistics.median(values.get((case, n), [float("nan")])) for n in ("base", "this")
                 )
                 better = old / new if sizes["this"][case][1] else new / old
-                print(f"| {case} | {old:,.6g} | {new:,.6g} | {better:.3f}x |")
+                notes = ", ".join(
+                    f"{key} {statistics.median(extras[case, 'base', key]):,.4g} / {statistics.median(extras[case, 'this', key]):,.4g}"
+                    for (c, n, key) in extras
+                    if c == case and n == "base" and (case, "this", key) in extras
+                )
+                print(f"| {case} | {old:,.6g} | {new:,.6g} | {better:.3f}x | {notes} |")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=HERE, check=False)
     return 0

@@ -22,11 +22,13 @@ The history
 So each hub keeps a short history, as an adaptive mutex does (spin, then park,
 with a spin budget learnt from the last acquisitions): a *score* between 0 and
 :data:`CEILING`. A spun wait that ends inside its window raises it by one; one
-that outlasts it lowers it by two. A miss costs the whole window and a hit saves
-about one wake-up, which costs about as much; counting misses twice keeps the
-hub spinning only where at least two spun waits in three pay. The hub spins
-while the score is at least :data:`THRESHOLD`, and starts at the ceiling: a new
-hub spins, as a hub that has only seen short waits does.
+that outlasts it lowers it by one. The hub spins while the score is at least
+:data:`THRESHOLD`, half the ceiling: while at least half of the spun waits pay,
+give or take the last few. That is where spinning stops paying: a hit spends
+part of the window and saves a wake-up of the hub, which costs more CPU than
+the whole window (``tools/wake_floor.py`` measures it), while a miss spends the
+window and pays the wake-up too. A new hub starts at the ceiling, and spins, as
+a hub that has only seen short waits does.
 
 A hub that stopped spinning cannot learn from its waits whether spinning would
 pay again: they now include the wake-up it no longer avoids. So it *probes*:
@@ -126,7 +128,7 @@ class Spinner:
             self.score = min(CEILING, self.score + 1)
             self.gap = MIN_GAP
         else:
-            self.score = max(0, self.score - 2)
+            self.score = max(0, self.score - 1)
             if probe:
                 self.gap = min(MAX_GAP, self.gap * 2)
 

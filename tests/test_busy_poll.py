@@ -246,6 +246,7 @@ def test_a_stopped_hub_probes_and_backs_off_while_probes_miss(spinner: _spin.Spi
     stop_spinning(spinner)
     gaps = [waits_to_a_probe(spinner, LONG) for _ in range(6)]
     assert gaps == [8, 16, 32, 64, 64, 64] == [min(_spin.MIN_GAP << i, _spin.MAX_GAP) for i in range(6)]
+    assert spinner.score == 0  # and no lower: a few hits bring it back
 
 
 def test_probes_that_pay_bring_the_spinning_back(spinner: _spin.Spinner) -> None:
@@ -304,7 +305,9 @@ def test_waits_through_a_socket_teach_the_hub(
     fresh = _spin.Spinner(hub)
     monkeypatch.setitem(_spinners, hub, fresh)
     rep, req = pair(ctx, zmq.REP, zmq.REQ)
-    rep.busy_poll = req.busy_poll = ADAPTIVE
+    rep.busy_poll = 0  # only the requester's waits teach
+    req.busy_poll = ADAPTIVE
+    misses = _spin.CEILING - _spin.THRESHOLD + 1
 
     def serve(count: int) -> None:
         for _ in range(count):
@@ -312,16 +315,15 @@ def test_waits_through_a_socket_teach_the_hub(
             gevent.sleep(0.005)  # the input: an answer that outlasts the window
             rep.send(b"late")
 
-    server = gevent.spawn(serve, 6)
-    for _ in range(3):
+    server = gevent.spawn(serve, 2 * misses)
+    for _ in range(misses):
         req.send(b"?")
         assert req.recv() == b"late"
-    assert fresh.score < _spin.THRESHOLD
-    req.busy_poll = rep.busy_poll = 50e-6
-    score = fresh.score
-    for _ in range(3):
+    assert fresh.score == _spin.THRESHOLD - 1
+    req.busy_poll = 50e-6
+    for _ in range(misses):
         req.send(b"?")
         assert req.recv() == b"late"
-    assert fresh.score == score
+    assert fresh.score == _spin.THRESHOLD - 1
     server.get(timeout=HANG_GUARD)
     fresh.until = 0.0

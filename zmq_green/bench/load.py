@@ -19,6 +19,7 @@ import ctypes
 import gc
 import json
 import math
+import os
 import struct
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -43,8 +44,10 @@ WARM = 0.5
 #: warm-up's (the first ones wait for the connection), for the window's, and for a mark.
 PATIENCE = 10.0
 #: The client keeps its schedule if 99 % of its requests leave less than this late (s).
-#: Beyond, its own delays would be a large share of the latencies it reports.
-LAG_LIMIT = 0.001
+#: Beyond, its own delays would be a large share of the latencies it reports. The
+#: environment's ``ZMQ_GREEN_BENCH_LAG_LIMIT`` (seconds) replaces it: the test suite, on a
+#: machine whose load it does not control, checks the plumbing, not the schedule.
+LAG_LIMIT = float(os.environ.get("ZMQ_GREEN_BENCH_LAG_LIMIT", "0.001"))
 #: Linux's ``prctl`` option that sets the calling thread's timer slack.
 PR_SET_TIMERSLACK = 29
 EVENTS, FD = int(zmq.EVENTS), int(zmq.FD)

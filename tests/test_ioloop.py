@@ -380,6 +380,57 @@ def tiny_switch_interval() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
+def test_signals_wake_a_running_loop_through_its_waker_and_the_old_fd_comes_back(loop: IOLoop) -> None:
+    """A Python signal handler runs only when Python next runs: while the loop runs, the
+    signal's C-level handler writes to the loop's waker, so a loop asleep in its poll wakes."""
+    before = signal.set_wakeup_fd(-1)
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    seen: list[int] = []
+
+    def look() -> None:
+        current = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(current)
+        seen.append(current)
+        loop.stop()
+
+    try:
+        signal.set_wakeup_fd(w)
+        loop.add_callback(look)
+        loop.start()
+        assert seen and seen[0] not in (-1, w)
+        assert os.fstat(seen[0]).st_mode == os.fstat(w).st_mode  # a pipe's write end: the waker's
+        assert signal.set_wakeup_fd(-1) == w  # given back when the loop stopped
+    finally:
+        signal.set_wakeup_fd(before)
+        os.close(r)
+        os.close(w)
+
+
+def test_a_loop_in_another_thread_runs_and_leaves_the_wakeup_fd_alone() -> None:
+    """Only the main thread may set the wake-up fd: a loop elsewhere runs without it."""
+    ran: list[bool] = []
+
+    def run() -> None:
+        other = IOLoop()
+        other.add_callback(lambda: (ran.append(True), other.stop()))
+        other.start()
+        other.close()
+
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    before = signal.set_wakeup_fd(w)
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(10)
+        assert ran == [True]
+        assert signal.set_wakeup_fd(before) == w
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 #: How long one round may take before a thread calls the wake-up lost (a hang guard).
 LOST_AFTER = 5.0
 

@@ -11,6 +11,7 @@ must not switch greenlets: ``os.write`` on a non-blocking pipe never does.
 from __future__ import annotations
 
 import os
+import signal
 
 __all__ = ["Waker"]
 
@@ -33,6 +34,21 @@ class Waker:
     def fileno(self) -> int:
         """The fd to poll for reading."""
         return self._read
+
+    def signals(self) -> int | None:
+        """Have signals wake the loop from now on: the previous wake-up fd, to restore.
+
+        A Python signal handler runs only when this thread next runs Python code,
+        and gevent checks for signals before it polls, not while it sleeps: a
+        signal that lands in between waits for the poll's next event (a handler
+        that calls ``add_callback_from_signal`` is not seen). With the write end
+        as the wake-up fd, Python's C-level handler writes to it, and the loop
+        wakes at once. ``None`` where that is not possible (not the main thread).
+        """
+        try:
+            return signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread of the main interpreter
+            return None
 
     def wake(self) -> None:
         """Make the read end readable (safe from threads and signal handlers)."""

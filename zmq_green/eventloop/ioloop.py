@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -453,6 +454,7 @@ class IOLoop:
         callbacks = self._callbacks
         poll = self._poller.poll
         pause = Entry(get_hub(), 0)
+        wakeup = self._waker.signals()
         try:
             while True:
                 passes = _stats["waits"]
@@ -499,6 +501,8 @@ class IOLoop:
                     # greenlets (and the hub's I/O) run before the next one.
                     block(pause, 0)
         finally:
+            if wakeup is not None:
+                signal.set_wakeup_fd(wakeup)
             self._running = False
             self._stopping = False
             _thread_state.loop = previous

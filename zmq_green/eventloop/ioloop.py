@@ -16,6 +16,11 @@ while the loop waits; callbacks and handlers run in the loop's greenlet and may
 make green blocking calls of their own. Zmq sockets are polled on ``ZMQ_EVENTS``,
 so handlers see the level (ready or not), never the edge of ``ZMQ_FD``.
 
+While a loop runs in the main thread, signals wake it: its waker is the process's
+``signal.set_wakeup_fd`` (the previous one comes back when the loop stops), as an
+asyncio loop's is, so a Python signal handler that calls
+:meth:`IOLoop.add_callback_from_signal` is run at once, not at the poll's next event.
+
 Coroutine functions are accepted wherever a callback is, as tornado accepts them,
 and their coroutines are run, never dropped. There is no asyncio loop on the gevent
 hub, so a coroutine is driven in a greenlet: it may block greenly (``gevent.sleep``,

@@ -304,6 +304,9 @@ def test_waits_through_a_socket_teach_the_hub(
     hub = get_hub()
     fresh = _spin.Spinner(hub)
     monkeypatch.setitem(_spinners, hub, fresh)
+    # On a busy machine a spin may be preempted, which stops the spinning at once
+    # (tested above): here every spin had all its wall time as CPU.
+    monkeypatch.setattr(_spin, "_thread_time", _spin._monotonic)
     rep, req = pair(ctx, zmq.REP, zmq.REQ)
     rep.busy_poll = 0  # only the requester's waits teach
     req.busy_poll = ADAPTIVE

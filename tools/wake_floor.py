@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -32,8 +33,7 @@ FLOOR = """
 import json, sys
 import zmq
 from gevent import get_hub
-from zmq_green.bench.cases import bind_tcp, cpu_seconds
-from zmq_green.bench.load import client, client_figures
+from zmq_green.bench.load import serve_load
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
 router = zmq.Context().socket(zmq.ROUTER)
@@ -41,7 +41,7 @@ router.linger = 0
 hub = get_hub()
 readable = hub.loop.io(router.getsockopt(zmq.FD), 1)
 
-def echo_to_mark():
+def echo_to_mark(router):
     recv, send, get = router.recv_multipart, router.send_multipart, router.getsockopt
     while True:
         try:
@@ -54,24 +54,20 @@ def echo_to_mark():
         if not request[-1]:
             return
 
-with client(bind_tcp(router), int(sys.argv[1]), int(sys.argv[2])) as proc:
-    echo_to_mark()
-    cpu = cpu_seconds()
-    echo_to_mark()
-    print(json.dumps(client_figures(proc, cpu_seconds() - cpu)))
+print(json.dumps(serve_load(router, echo_to_mark, int(sys.argv[1]), int(sys.argv[2]))))
 """
 
 
-def measure(way: str, rate: int, seconds: int) -> float | None:
-    """Server CPU µs per request of one run of *way* at *rate*; None if it failed."""
+def measure(way: str, rate: int, seconds: int) -> dict[str, Any]:
+    """One run of *way* at *rate*: its figures (``value``: server CPU µs per request), or its failure."""
     if way == "floor":
         command = [sys.executable, "-c", FLOOR, str(rate), str(seconds)]
     else:
         command = [sys.executable, "-m", "zmq_green.bench._worker", f"load-{rate}", way, str(seconds)]
     proc = subprocess.run(command, cwd=HERE, capture_output=True, text=True, timeout=120)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    value: float | None = json.loads(lines[-1]).get("value") if lines else None
-    return value
+    result: dict[str, Any] = json.loads(lines[-1]) if lines else {"failure": f"exit {proc.returncode}"}
+    return result
 
 
 def main() -> int:
@@ -85,8 +81,11 @@ def main() -> int:
     for round_ in range(args.rounds):
         for rate in args.rates:
             for way in ways if round_ % 2 == 0 else ways[::-1]:
-                value = measure(way, rate, args.seconds)
-                print(f"round {round_ + 1} {rate:>6} {way:9} {value}", file=sys.stderr)
+                result = measure(way, rate, args.seconds)
+                value = result.get("value")
+                print(
+                    f"round {round_ + 1} {rate:>6} {way:9} {value or result.get('failure')}", file=sys.stderr
+                )
                 if value is not None:
                     values.setdefault((rate, way), []).append(value)
     print("| offered req/s | " + " | ".join(f"{way} CPU µs/req" for way in ways) + " |")

@@ -43,7 +43,6 @@ from .cases import (
     NotApplicable,
     Trips,
     bind_tcp,
-    cpu_seconds,
     fanin_rounds,
     figures,
     idle_sockets,
@@ -53,7 +52,7 @@ from .cases import (
     spawn_server,
     warmup,
 )
-from .load import client, client_figures
+from .load import serve_load
 
 __all__ = ["GREEN_BODIES", "THREAD_BODIES", "Green", "Model", "Threads", "serve_reqrep"]
 
@@ -476,11 +475,7 @@ def load(m: Model, seconds: int, rate: int) -> Figures:
     from the load client's process: CPU µs per request, and the latencies the client saw."""
     router = m.zmq.Context().socket(ROUTER)
     router.linger = 0
-    with client(bind_tcp(router), rate, seconds) as proc:
-        _echo_to_mark(router)  # the warm-up
-        cpu = cpu_seconds()
-        _echo_to_mark(router)
-        return client_figures(proc, cpu_seconds() - cpu)
+    return serve_load(router, _echo_to_mark, rate, seconds)
 
 
 def _echo_to_mark(router: Any) -> None:

@@ -22,7 +22,7 @@ import math
 import os
 import struct
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from select import select
@@ -31,9 +31,29 @@ from typing import Any
 
 import zmq
 
-from .cases import DEALER, LINGER, POLLIN, RCVHWM, SNDHWM, Figures, figures, spawn_client
+from .cases import (
+    DEALER,
+    LINGER,
+    POLLIN,
+    RCVHWM,
+    SNDHWM,
+    Figures,
+    bind_tcp,
+    cpu_seconds,
+    figures,
+    spawn_client,
+)
 
-__all__ = ["Exchange", "client", "client_figures", "client_report", "exchange", "percentile", "run_client"]
+__all__ = [
+    "Exchange",
+    "client",
+    "client_figures",
+    "client_report",
+    "exchange",
+    "percentile",
+    "run_client",
+    "serve_load",
+]
 
 #: A request: its sequence number and scheduled send time (``perf_counter`` seconds in the
 #: client), padded to the 64 bytes every case sends.
@@ -66,6 +86,19 @@ def client(endpoint: str, rate: int, seconds: int) -> Iterator[subprocess.Popen[
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def serve_load(router: Any, echo_to_mark: Callable[[Any], object], rate: int, seconds: int) -> Figures:
+    """Have the load client send *rate* requests/s to *router* for *seconds*, answered by
+    *echo_to_mark* (which echoes up to the client's next mark): the case's figures.
+
+    A blocking server's whole run; an asyncio one runs the same steps with ``await``.
+    """
+    with client(bind_tcp(router), rate, seconds) as proc:
+        echo_to_mark(router)  # the warm-up
+        cpu = cpu_seconds()
+        echo_to_mark(router)
+        return client_figures(proc, cpu_seconds() - cpu)
 
 
 def client_figures(proc: subprocess.Popen[str], cpu: float) -> Figures:

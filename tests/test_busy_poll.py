@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -330,3 +331,44 @@ def test_waits_through_a_socket_teach_the_hub(
     assert fresh.score == _spin.THRESHOLD - 1
     server.get(timeout=HANG_GUARD)
     fresh.until = 0.0
+
+
+def test_an_interrupted_wait_teaches_nothing(ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait ended by a kill or a gevent.Timeout says nothing about when answers come."""
+    hub = get_hub()
+    fresh = _spin.Spinner(hub)
+    monkeypatch.setitem(_spinners, hub, fresh)
+    monkeypatch.setattr(_spin, "_thread_time", _spin._monotonic)  # no preemption seen
+    pull, _push = pair(ctx, zmq.PULL, zmq.PUSH)
+    pull.busy_poll = ADAPTIVE
+    for _ in range(_spin.CEILING):
+        waiter = gevent.spawn(pull.recv)
+        until(lambda: len(pull._waits.readers) == 1)
+        gevent.sleep(0.002)  # the wait outlasts the window: a miss, were it counted
+        waiter.kill()
+        with gevent.Timeout(0.002, False):
+            pull.recv()
+    assert fresh.score == _spin.CEILING
+    fresh.until = 0.0
+
+
+def test_each_hub_keeps_its_own_history(ctx: zmq_green.Context) -> None:
+    """A hub in another thread spins, or not, by its own waits."""
+    mine = _spin.spinner_of(get_hub())
+    theirs: list[_spin.Spinner] = []
+
+    def other_thread() -> None:
+        spinner = _spin.spinner_of(get_hub())
+        for _ in range(_spin.CEILING):
+            if spinner.begin(ADAPTIVE):
+                spinner.learn(LONG, ADAPTIVE)
+        spinner.until = 0.0
+        theirs.append(spinner)
+
+    score = mine.score
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(HANG_GUARD)
+    assert theirs and theirs[0] is not mine
+    assert theirs[0].score < _spin.THRESHOLD
+    assert mine.score == score

@@ -25,9 +25,12 @@ __all__ = [
     "POLLPRI",
     "RCVMORE",
     "RCVTIMEO",
+    "REP",
+    "REQ",
     "ROUTER",
     "SNDMORE",
     "SNDTIMEO",
+    "TYPE",
     "as_int",
 ]
 
@@ -43,6 +46,9 @@ RCVMORE = int(zmq.RCVMORE)
 RCVTIMEO = int(zmq.RCVTIMEO)
 SNDTIMEO = int(zmq.SNDTIMEO)
 ROUTER = int(zmq.ROUTER)
+REQ = int(zmq.REQ)
+REP = int(zmq.REP)
+TYPE = int(zmq.TYPE)
 
 
 def as_int(value: Any) -> int:

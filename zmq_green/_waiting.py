@@ -178,7 +178,7 @@ from gevent.hub import Hub, Waiter
 from greenlet import getcurrent
 from zmq.backend import Socket as _RawSocket, zmq_poll
 
-from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT
+from ._ints import EAGAIN, ENOTSOCK, ETERM, EVENTS, FD, POLLIN, POLLOUT, REP, REQ, TYPE
 from ._spin import Adaptive, spinner_of
 
 __all__ = [
@@ -450,6 +450,8 @@ class SocketWaits:
         "overtaken",
         "poked",
         "readers",
+        "recv_asks",
+        "recv_idle",
         "rescued_at",
         "watched",
         "watcher",
@@ -486,6 +488,11 @@ class SocketWaits:
         #: ``EVENTS`` (see :meth:`missed`).
         self.news = 0
         self.rescued_at = -1
+        #: The last blocking receive found nothing: the next one reads ``EVENTS``
+        #: before it tries (see zmq_green.socket._nothing_yet)...
+        self.recv_idle = False
+        #: ...where a receive can only fail with ``EAGAIN`` while ``EVENTS`` shows no ``POLLIN``.
+        self.recv_asks = _recv_asks(socket)
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -848,6 +855,22 @@ class SocketWaits:
         if not news and not entry.lied:
             entry.lied = entry.credit = True
         return False, news
+
+
+def _recv_asks(socket: zmq.Socket[Any]) -> bool:
+    """Whether a receive on *socket* can only fail with ``EAGAIN`` while ``EVENTS`` shows no ``POLLIN``.
+
+    True of every type but REQ and REP (libzmq 4.3.5, ``src/*.cpp``): out of turn,
+    their receive fails with ``EFSM``, and ``EVENTS`` cannot always tell that turn
+    from a wait (a REQ shows nothing either way; a REP shows ``POLLOUT`` while a
+    reply is due, unless ``ROUTER_MANDATORY`` is set and its requester is gone).
+    A type that cannot receive fails with ``ENOTSUP``, never with ``EAGAIN``, so
+    it never asks.
+    """
+    try:
+        return _raw_get(socket, TYPE) not in (REQ, REP)
+    except zmq.ZMQError:  # closed
+        return False
 
 
 def _rescue_counter(entry: Entry) -> str:

@@ -1,0 +1,188 @@
+"""A receive after one that found nothing asks ``EVENTS`` first, and changes nothing else.
+
+A server that answers a request and asks for the next finds nothing most times.
+Its next blocking receive reads ``EVENTS`` instead of failing a try (a raised
+``Again``), where the answer is enough: every type but REQ and REP, whose receive
+out of turn fails with ``EFSM`` (see ``zmq_green.socket._nothing_yet``). These
+tests count the failed tries, and check that what a program sees is pyzmq's.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any, Iterator
+
+import gevent
+import pytest
+import zmq
+from conftest import outcome, pair, until
+from transports import HANG_GUARD, TRANSPORTS, bound, connecting
+
+import zmq_green
+import zmq_green.socket as green_socket
+
+ROUND_TRIPS = 50
+
+
+@pytest.fixture
+def failed_receives(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """A one-item list: the green receives' tries that failed with ``EAGAIN`` so far."""
+    failed = [0]
+    raw = green_socket._recv
+
+    def counted(*args: Any) -> Any:
+        try:
+            return raw(*args)
+        except zmq.Again:
+            failed[0] += 1
+            raise
+
+    monkeypatch.setattr(green_socket, "_recv", counted)
+    yield failed
+
+
+def serve_round_trips(server: Any, client: Any, reply: Any) -> None:
+    """*server* answers :data:`ROUND_TRIPS` requests from *client*, each in its own greenlet's turn."""
+
+    def serve() -> None:
+        for _ in range(ROUND_TRIPS):
+            reply(server, server.recv_multipart())
+
+    serving = gevent.spawn(serve)
+    for i in range(ROUND_TRIPS):
+        client.send(b"%d" % i)
+        assert client.recv() == b"%d" % i
+    serving.get(timeout=HANG_GUARD)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_waiting_for_each_request_fails_one_try_not_one_per_request(
+    ctx: zmq_green.Context, failed_receives: list[int], transport: str
+) -> None:
+    router, address = bound(ctx, zmq.ROUTER, transport)
+    dealer = connecting(ctx, zmq.DEALER, address)
+    serve_round_trips(router, dealer, lambda s, m: s.send_multipart(m))
+    # Each side's first receive that found nothing failed; the others asked first.
+    # (A try after a wake-up by a command that brought no message fails too, rarely:
+    # trying on each request would fail twice per round trip.)
+    assert failed_receives[0] <= ROUND_TRIPS // 5, failed_receives
+
+
+@pytest.mark.timeout(20)
+def test_rep_and_req_always_try_their_receive(ctx: zmq_green.Context, failed_receives: list[int]) -> None:
+    rep, req = pair(ctx, zmq.REP, zmq.REQ)
+    serve_round_trips(rep, req, lambda s, m: s.send(m[0]))
+    # The REP's receive finds nothing once per request (the REQ's too, at most):
+    # both keep trying, since EVENTS cannot tell their turn.
+    assert failed_receives[0] >= ROUND_TRIPS
+
+
+def received_after_waiting(mod: Any, sock: Any, provide: Any) -> Any:
+    """``sock.recv()``, made to wait for what *provide* sends (green); with pyzmq, provide first.
+
+    A green receive that waited leaves the socket's next receive asking first.
+    """
+    if mod is zmq:
+        provide()
+        return sock.recv()
+    before = zmq_green.stats()["waits"]
+    receiving = gevent.spawn(sock.recv)
+    until(lambda: zmq_green.stats()["waits"] > before)
+    provide()
+    return receiving.get(timeout=HANG_GUARD)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["REQ", "REP"])
+def test_a_receive_out_of_turn_after_one_that_waited_raises_efsm_as_in_pyzmq(
+    mod: Any, mod_ctx: Any, kind: str
+) -> None:
+    rep, req = pair(mod_ctx, zmq.REP, zmq.REQ)
+    # A receive that waited (not an error) would end in Again, not hang.
+    rep.rcvtimeo = req.rcvtimeo = 1000
+    if kind == "REQ":
+        req.send(b"q")
+        assert rep.recv() == b"q"
+        assert received_after_waiting(mod, req, lambda: rep.send(b"r")) == b"r"
+        waited = req
+    else:
+        assert received_after_waiting(mod, rep, lambda: req.send(b"q")) == b"q"
+        waited = rep
+    # Out of turn now: pyzmq fails at once, and so must we, without waiting.
+    waits = zmq_green.stats()["waits"]
+    error = outcome(waited.recv)
+    assert type(error) is zmq.ZMQError and error.errno == zmq.EFSM
+    assert zmq_green.stats()["waits"] == waits
+
+
+@pytest.mark.timeout(10)
+def test_an_idle_receive_with_dontwait_or_on_a_closed_socket_raises_as_in_pyzmq(mod: Any, mod_ctx: Any) -> None:
+    pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
+    pull.rcvtimeo = 10
+    assert isinstance(outcome(pull.recv), zmq.Again)
+    assert isinstance(outcome(pull.recv, zmq.DONTWAIT), zmq.Again)
+    push.send(b"m")
+    pull.rcvtimeo = 1000
+    assert pull.recv() == b"m"
+    pull.rcvtimeo = 10
+    assert isinstance(outcome(pull.recv), zmq.Again)
+    pull.close()
+    error = outcome(pull.recv)
+    assert type(error) is zmq.ZMQError and error.errno == zmq.ENOTSOCK
+
+
+@pytest.mark.timeout(10)
+def test_once_a_message_is_found_receives_try_at_once_again(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    reads = [0]
+    raw = green_socket._get
+
+    def counted(socket: Any, option: int) -> Any:
+        reads[0] += option == zmq.EVENTS
+        return raw(socket, option)
+
+    monkeypatch.setattr(green_socket, "_get", counted)
+    waiting = gevent.spawn(pull.recv)
+    gevent.sleep(0)
+    push.send(b"first")
+    assert waiting.get(timeout=HANG_GUARD) == b"first"
+    for i in range(10):
+        push.send(b"%d" % i)
+    reads[0] = 0
+    assert [pull.recv() for _ in range(10)] == [b"%d" % i for i in range(10)]
+    # One question found the first message ready; the nine after it were simply taken.
+    assert reads[0] == 1
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_messages_from_another_thread_at_any_moment_reach_an_idle_receiver(
+    ctx: zmq_green.Context, transport: str
+) -> None:
+    """A message landing between the question and the wait is never missed (the safety net counts)."""
+    count = 2000
+    pull, address = bound(ctx, zmq.PULL, transport)
+    plain = zmq.Context()
+
+    def send() -> None:
+        push = plain.socket(zmq.PUSH)
+        push.linger = 0
+        push.connect(address)
+        pace = random.Random(transport)
+        for i in range(count):
+            push.send(b"%d" % i)
+            if pace.random() < 0.5:
+                threading.Event().wait(pace.random() * 0.0002)
+        push.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert [pull.recv() for _ in range(count)] == [b"%d" % i for i in range(count)]
+    finally:
+        sender.join()
+        plain.term()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import pytest
@@ -118,7 +119,9 @@ def test_a_receive_out_of_turn_after_one_that_waited_raises_efsm_as_in_pyzmq(
 
 
 @pytest.mark.timeout(10)
-def test_an_idle_receive_with_dontwait_or_on_a_closed_socket_raises_as_in_pyzmq(mod: Any, mod_ctx: Any) -> None:
+def test_an_idle_receive_with_dontwait_or_on_a_closed_socket_raises_as_in_pyzmq(
+    mod: Any, mod_ctx: Any
+) -> None:
     pull, push = pair(mod_ctx, zmq.PULL, zmq.PUSH)
     pull.rcvtimeo = 10
     assert isinstance(outcome(pull.recv), zmq.Again)

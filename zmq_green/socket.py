@@ -266,7 +266,7 @@ def _nothing_yet(socket: Socket[Any], waits: SocketWaits, flags: int) -> bool:
     """
     if flags & DONTWAIT:
         return False
-    if _get(socket, EVENTS) & POLLIN:
+    if cast(int, _get(socket, EVENTS)) & POLLIN:
         waits.recv_idle = False
         return False
     return True

@@ -993,3 +993,26 @@ def test_unclosed_sockets_are_finalized_cleanly_at_interpreter_exit() -> None:
         if "Unclosed socket" not in line and "Enable tracemalloc" not in line
     ]
     assert others == [], done.stderr
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_recv_multipart_reads_rcvmore_once_per_frame_as_pyzmq_does(
+    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch, frames: int
+) -> None:
+    import zmq_green.socket as green_socket
+
+    pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
+    message = [b"%d" % i for i in range(frames)]
+    push.send_multipart(message)
+    reads = [0]
+    raw = green_socket._get
+
+    def counted(socket: Any, option: int) -> Any:
+        reads[0] += option == zmq.RCVMORE
+        return raw(socket, option)
+
+    monkeypatch.setattr(green_socket, "_get", counted)
+    assert pull.recv_multipart() == message
+    # Each read costs about as much as receiving a frame: one per frame, no more.
+    assert reads[0] == frames

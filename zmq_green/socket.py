@@ -203,6 +203,7 @@ class Socket(zmq.Socket[_Recv_co]):
         if _get(self, RCVMORE):
             # The rest is here already, and taken without queueing behind other readers.
             flags = as_int(flags) | DONTWAIT
+            parts.append(_recv(self, flags, copy, track))
             while _get(self, RCVMORE):
                 parts.append(_recv(self, flags, copy, track))
         return parts

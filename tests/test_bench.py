@@ -874,3 +874,28 @@ def test_a_hung_worker_is_killed_and_reported_as_timeout() -> None:
     assert run.failure == "timeout"
     assert run.value is None
     assert 3.0 <= run.seconds < 30.0
+
+
+@pytest.mark.timeout(10)
+def test_notes_show_blocking_pyzmqs_cpu_per_round_trip_beside_zmq_greens() -> None:
+    runs = [
+        Run("reqrep-tcp", "zmq_green", 0, value=16000.0, extra={"CPU us/rt": 90.0}),
+        Run("reqrep-tcp", "zmq_green", 1, value=15000.0, extra={"CPU us/rt": 100.0}),
+        Run("reqrep-tcp", "threads", 0, value=15000.0, extra={"CPU us/rt": 60.0}),
+        Run("reqrep-tcp", "zmq.green", 0, value=9000.0, extra={"CPU us/rt": 150.0}),
+    ]
+    rows = _cells(table(["reqrep-tcp"], ["zmq_green", "zmq.green", "threads"], runs))
+    assert rows[2][-1] == "CPU us/rt 95 (threads 60)"
+    # Without a threads figure, ours alone.
+    rows = _cells(table(["reqrep-tcp"], ["zmq_green", "zmq.green"], runs[:2] + runs[3:]))
+    assert rows[2][-1] == "CPU us/rt 95"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("peer", ["zmq_green", "threads", "asyncio"])
+def test_reqrep_reports_the_cpu_of_each_round_trip(peer: str) -> None:
+    run = run_one("reqrep-tcp", peer, 200, timeout=50.0)
+    assert run.failure is None, run.detail
+    assert run.value is not None and run.value > 0
+    # Both ends do work in every round trip, whatever the clock's resolution.
+    assert run.extra["CPU us/rt"] > 0

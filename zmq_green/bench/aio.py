@@ -20,6 +20,7 @@ import zmq
 import zmq.asyncio
 
 from .cases import (
+    CPU_PER_TRIP,
     DEALER,
     FANIN_CLIENTS,
     IDLE_SETTLE,
@@ -122,11 +123,13 @@ async def stream_large(n: int) -> Figures:
 
 
 async def reqrep(n: int) -> Figures:
-    """REQ/REP over tcp, both ends on this loop: round trips/s."""
+    """REQ/REP over tcp, both ends on this loop: round trips/s, and CPU per round trip."""
     rep, req = pair(zmq.asyncio.Context(), REP, REQ, "tcp")
     warm = warmup(n)
+    cpu = cpu_seconds()
     _, elapsed = await asyncio.gather(_echo(rep, warm + n), _round_trips(req, warm, n))
-    return figures(n / elapsed)
+    cpu = cpu_seconds() - cpu
+    return figures(n / elapsed, **{CPU_PER_TRIP: cpu / (warm + n) * 1e6})
 
 
 async def reqrep_2proc(n: int) -> Figures:

@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import Any, Callable, Protocol
 
 from .cases import (
+    CPU_PER_TRIP,
     DEALER,
     FANIN_CLIENTS,
     IDLE_SETTLE,
@@ -43,6 +44,7 @@ from .cases import (
     NotApplicable,
     Trips,
     bind_tcp,
+    cpu_seconds,
     fanin_rounds,
     figures,
     idle_sockets,
@@ -268,11 +270,13 @@ def stream_large(m: Model, n: int) -> Figures:
 
 
 def reqrep(m: Model, n: int) -> Figures:
-    """REQ/REP over tcp, both ends in this process: round trips/s."""
+    """REQ/REP over tcp, both ends in this process: round trips/s, and CPU per round trip."""
     rep, req = pair(m.zmq.Context(), REP, REQ, "tcp")
     warm = warmup(n)
+    cpu = cpu_seconds()
     elapsed: float = m.gather(partial(_echo, rep, warm + n), partial(_round_trips, req, warm, n))[1]
-    return figures(n / elapsed)
+    cpu = cpu_seconds() - cpu
+    return figures(n / elapsed, **{CPU_PER_TRIP: cpu / (warm + n) * 1e6})
 
 
 def reqrep_2proc(m: Model, n: int) -> Figures:

@@ -21,6 +21,7 @@ import zmq
 
 __all__ = [
     "CASES",
+    "CPU_PER_TRIP",
     "LOADS",
     "SCALING",
     "Case",
@@ -189,6 +190,12 @@ def idle_sockets(ctx: Any, kind: int, count: int) -> list[Any]:
 
 class NotApplicable(Exception):
     """Raised by a case body when its peer lacks the feature the case needs."""
+
+
+#: The extra of ``reqrep-tcp``: the process's CPU µs per round trip, both ends and every
+#: thread (libzmq's too), warm-up included. Beside other work (``--contend``) the process
+#: gets a share of the CPUs, and its round trips/s follow this cost.
+CPU_PER_TRIP = "CPU us/rt"
 
 
 def figures(value: float, **extra: float) -> Figures:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .cases import CASES
+from .cases import CASES, CPU_PER_TRIP
 from .peers import PEERS
 
 if TYPE_CHECKING:
@@ -170,8 +170,17 @@ def extras(runs: Sequence[Run], case: str, peer: str) -> dict[str, float]:
 
 
 def notes(runs: Sequence[Run], case: str) -> str:
-    """zmq_green's extra figures for *case* (medians over its rounds), e.g. wake-ups."""
-    return ", ".join(f"{key} {format_value(value)}" for key, value in extras(runs, case, SUBJECT).items())
+    """zmq_green's extra figures for *case* (medians over its rounds), e.g. wake-ups.
+
+    Its CPU per round trip comes with blocking pyzmq's beside it: the figure that
+    decides the round trips a process gets from a share of busy CPUs.
+    """
+    theirs = extras(runs, case, BASELINE)
+    found = []
+    for key, value in extras(runs, case, SUBJECT).items():
+        beside = f" ({BASELINE} {format_value(theirs[key])})" if key == CPU_PER_TRIP and key in theirs else ""
+        found.append(f"{key} {format_value(value)}{beside}")
+    return ", ".join(found)
 
 
 def ratio_to(cells: dict[tuple[str, str], Cell], case: str, peer: str) -> float | None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 import zmq
 
 import zmq_green
+import zmq_green.socket as green_socket
 from zmq_green._waiting import _waits_by_handle
 
 
@@ -252,6 +254,20 @@ def _no_waiter_left() -> Iterator[None]:
     gevent.sleep(0)
     left = [w for w in _waits_by_handle.values() if w.count and not w.closed]
     assert not left, f"greenlets still wait on {len(left)} open socket(s) after the test"
+
+
+@pytest.fixture
+def option_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
+    """How often green sockets read each option through ``zmq_green.socket``'s getter, from now on."""
+    reads: Counter[int] = Counter()
+    raw = green_socket._get
+
+    def counted(socket: Any, option: int) -> Any:
+        reads[option] += 1
+        return raw(socket, option)
+
+    monkeypatch.setattr(green_socket, "_get", counted)
+    return reads
 
 
 def active_watchers() -> int:

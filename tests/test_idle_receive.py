@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,27 +139,16 @@ def test_an_idle_receive_with_dontwait_or_on_a_closed_socket_raises_as_in_pyzmq(
 
 @pytest.mark.timeout(10)
 def test_once_a_message_is_found_receives_try_at_once_again(
-    ctx: zmq_green.Context, monkeypatch: pytest.MonkeyPatch
+    ctx: zmq_green.Context, option_reads: Counter[int]
 ) -> None:
     pull, push = pair(ctx, zmq.PULL, zmq.PUSH)
-    reads = [0]
-    raw = green_socket._get
-
-    def counted(socket: Any, option: int) -> Any:
-        reads[0] += option == zmq.EVENTS
-        return raw(socket, option)
-
-    monkeypatch.setattr(green_socket, "_get", counted)
-    waiting = gevent.spawn(pull.recv)
-    gevent.sleep(0)
-    push.send(b"first")
-    assert waiting.get(timeout=HANG_GUARD) == b"first"
+    assert received_after_waiting(zmq_green, pull, lambda: push.send(b"first")) == b"first"
     for i in range(10):
         push.send(b"%d" % i)
-    reads[0] = 0
+    option_reads.clear()
     assert [pull.recv() for _ in range(10)] == [b"%d" % i for i in range(10)]
     # One question found the first message ready; the nine after it were simply taken.
-    assert reads[0] == 1
+    assert option_reads[zmq.EVENTS] == 1
 
 
 @pytest.mark.timeout(30)

@@ -73,12 +73,15 @@ def test_a_server_waiting_for_each_request_fails_one_try_not_one_per_request(
 
 
 @pytest.mark.timeout(20)
-def test_rep_and_req_always_try_their_receive(ctx: zmq_green.Context, failed_receives: list[int]) -> None:
-    rep, req = pair(ctx, zmq.REP, zmq.REQ)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rep_and_req_ask_in_their_turn_and_fail_no_try_per_request(
+    ctx: zmq_green.Context, failed_receives: list[int], transport: str
+) -> None:
+    rep, address = bound(ctx, zmq.REP, transport)
+    req = connecting(ctx, zmq.REQ, address)
     serve_round_trips(rep, req, lambda s, m: s.send(m[0]))
-    # The REP's receive finds nothing once per request (the REQ's too, at most):
-    # both keep trying, since EVENTS cannot tell their turn.
-    assert failed_receives[0] >= ROUND_TRIPS
+    # Right after its send, each side's receive asks: the answer cannot be there yet.
+    assert failed_receives[0] <= ROUND_TRIPS // 5, failed_receives
 
 
 def received_after_waiting(mod: Any, sock: Any, provide: Any) -> Any:
@@ -97,10 +100,15 @@ def received_after_waiting(mod: Any, sock: Any, provide: Any) -> Any:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("kind", ["REQ", "REP"])
+@pytest.mark.parametrize(("kind", "peer_gone"), [("REQ", False), ("REQ", True), ("REP", False)])
 def test_a_receive_out_of_turn_after_one_that_waited_raises_efsm_as_in_pyzmq(
-    mod: Any, mod_ctx: Any, kind: str
+    mod: Any, mod_ctx: Any, kind: str, peer_gone: bool
 ) -> None:
+    """Out of turn, pyzmq fails at once, and so must we, without waiting.
+
+    With its peer gone, a REQ out of turn shows no ``POLLOUT`` (no peer has room):
+    ``EVENTS`` then looks like a wait.
+    """
     rep, req = pair(mod_ctx, zmq.REP, zmq.REQ)
     # A receive that waited (not an error) would end in Again, not hang.
     rep.rcvtimeo = req.rcvtimeo = 1000
@@ -108,15 +116,45 @@ def test_a_receive_out_of_turn_after_one_that_waited_raises_efsm_as_in_pyzmq(
         req.send(b"q")
         assert rep.recv() == b"q"
         assert received_after_waiting(mod, req, lambda: rep.send(b"r")) == b"r"
-        waited = req
+        waited, peer = req, rep
     else:
         assert received_after_waiting(mod, rep, lambda: req.send(b"q")) == b"q"
-        waited = rep
-    # Out of turn now: pyzmq fails at once, and so must we, without waiting.
+        waited, peer = rep, req
+    if peer_gone:
+        peer.close()
+        until_gone(waited)
     waits = zmq_green.stats()["waits"]
     error = outcome(waited.recv)
     assert type(error) is zmq.ZMQError and error.errno == zmq.EFSM
     assert zmq_green.stats()["waits"] == waits
+
+
+def until_gone(sock: Any) -> None:
+    """Until *sock* shows no ``POLLOUT``: its only peer's pipe is gone."""
+    for _ in range(500):
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+            return
+        gevent.sleep(0.002)
+    raise AssertionError("the peer's pipe is still there")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["REQ", "REP"])
+def test_a_receive_in_turn_after_a_send_waits_for_the_answer_as_in_pyzmq(
+    mod: Any, mod_ctx: Any, kind: str
+) -> None:
+    rep, req = pair(mod_ctx, zmq.REP, zmq.REQ)
+    rep.rcvtimeo = req.rcvtimeo = 20
+    req.send(b"q")
+    asking = req
+    if kind == "REP":
+        rep.rcvtimeo = 1000
+        assert rep.recv() == b"q"
+        rep.rcvtimeo = 20
+        rep.send(b"r")
+        asking = rep
+    # Nothing to receive yet, in turn: the timeout, as in pyzmq.
+    assert isinstance(outcome(asking.recv), zmq.Again)
 
 
 @pytest.mark.timeout(10)

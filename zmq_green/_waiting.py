@@ -453,8 +453,8 @@ class SocketWaits:
         "overtaken",
         "poked",
         "readers",
-        "recv_asks",
         "recv_idle",
+        "recv_turns",
         "rescued_at",
         "watched",
         "watcher",
@@ -491,11 +491,12 @@ class SocketWaits:
         #: ``EVENTS`` (see :meth:`missed`).
         self.news = 0
         self.rescued_at = -1
-        #: The last blocking receive found nothing: the next one reads ``EVENTS``
-        #: before it tries (see zmq_green.socket._nothing_yet)...
+        #: The next blocking receive reads ``EVENTS`` before it tries (see
+        #: zmq_green.socket._nothing_yet): the last one found nothing, or, on REQ and
+        #: REP, a message was just sent and the answer cannot be here yet.
         self.recv_idle = False
-        #: ...where a receive can only fail with ``EAGAIN`` while ``EVENTS`` shows no ``POLLIN``.
-        self.recv_asks = _recv_asks(socket)
+        #: Receives and sends take turns (REQ, REP): a receive out of turn fails with ``EFSM``.
+        self.recv_turns = _type_of(socket) in (REQ, REP)
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -860,20 +861,12 @@ class SocketWaits:
         return False, news
 
 
-def _recv_asks(socket: zmq.Socket[Any]) -> bool:
-    """Whether a receive on *socket* can only fail with ``EAGAIN`` while ``EVENTS`` shows no ``POLLIN``.
-
-    True of every type but REQ and REP (libzmq 4.3.5, ``src/*.cpp``): out of turn,
-    their receive fails with ``EFSM``, and ``EVENTS`` cannot always tell that turn
-    from a wait (a REQ shows nothing either way; a REP shows ``POLLOUT`` while a
-    reply is due, unless ``ROUTER_MANDATORY`` is set and its requester is gone).
-    A type that cannot receive fails with ``ENOTSUP``, never with ``EAGAIN``, so
-    it never asks.
-    """
+def _type_of(socket: zmq.Socket[Any]) -> int | None:
+    """The socket's type, or None once it is closed."""
     try:
-        return _raw_get(socket, TYPE) not in (REQ, REP)
-    except zmq.ZMQError:  # closed
-        return False
+        return cast(int, _raw_get(socket, TYPE))
+    except zmq.ZMQError:
+        return None
 
 
 def _rescue_counter(entry: Entry) -> str:

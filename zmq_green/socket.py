@@ -238,18 +238,23 @@ def _green(socket: Socket[Any], direction: int, flags: int, op: Callable[..., _T
                 waits.poke()
                 raise
             if direction == POLLIN:
-                waits.recv_idle = waits.recv_asks
+                waits.recv_idle = True
         except _ZMQError:
             waits.poke()
             raise
         else:
+            if waits.recv_turns:
+                _took_turn(waits, direction, flags)
             if waits.watched:
                 waits.overtook(direction)
             return result
     elif flags & DONTWAIT:
         raise zmq_error(EAGAIN)  # another greenlet's multipart message is half sent
     timeout = cast(int, _get(socket, RCVTIMEO if direction == POLLIN else SNDTIMEO))
-    return waits.call(direction, timeout, op, socket, *args)
+    result = waits.call(direction, timeout, op, socket, *args)
+    if waits.recv_turns:
+        _took_turn(waits, direction, flags)
+    return result
 
 
 def _nothing_yet(socket: Socket[Any], waits: SocketWaits, flags: int) -> bool:
@@ -258,19 +263,34 @@ def _nothing_yet(socket: Socket[Any], waits: SocketWaits, flags: int) -> bool:
     A server that answers each request and then asks for the next one finds
     nothing most times. A receive that fails raises ``Again``, and pyzmq's
     exception costs more than a reading of ``EVENTS``, which processes the same
-    commands: the fd fires on the next change all the same. So the
-    receive asks first, where the answer is enough (not on REQ and REP: see
-    :attr:`SocketWaits.recv_asks`), and without ``POLLIN`` waits without trying.
-    Others waiting on the socket are told what the reading found as they are
-    told what a failed try found: by the wait it leads to, or by the call's
-    recheck. Once the socket is found ready, receives try at once again.
+    commands: the fd fires on the next change all the same. So the receive asks
+    first, and without ``POLLIN`` waits without trying. Others waiting on the
+    socket are told what the reading found as they are told what a failed try
+    found: by the wait it leads to, or by the call's recheck. Once the socket is
+    found ready, receives try at once again.
+
+    REQ and REP fail a receive out of turn with ``EFSM``, which ``EVENTS`` cannot
+    always tell from a wait (a REQ whose peers have no room shows nothing either
+    way). So they ask only in their turn, right after a send (see
+    :func:`_took_turn`), and try when the reading shows ``POLLOUT``: the other
+    turn, reached through a plain pyzmq object over the same socket.
     """
     if flags & DONTWAIT:
         return False
-    if cast(int, _get(socket, EVENTS)) & POLLIN:
+    events = cast(int, _get(socket, EVENTS))
+    if events & POLLIN or (waits.recv_turns and events & POLLOUT):
         waits.recv_idle = False
         return False
     return True
+
+
+def _took_turn(waits: SocketWaits, direction: int, flags: int) -> None:
+    """A call on a REQ or REP succeeded: after a receive, the next receive is out of
+    turn and must try; after a message's last frame sent, it is in turn and asks first."""
+    if direction == POLLIN:
+        waits.recv_idle = False
+    elif not flags & SNDMORE:
+        waits.recv_idle = True
 
 
 def _may_overtake(waits: SocketWaits, direction: int, flags: int) -> bool:
@@ -320,6 +340,8 @@ def _send_rest(
             raise
     if waits.held is not None:
         waits.release()
+    if waits.recv_turns:
+        waits.recv_idle = True  # the message is out: a REQ's or REP's receive is in turn
     return tracker
 
 

@@ -217,3 +217,21 @@ def test_messages_from_another_thread_at_any_moment_reach_an_idle_receiver(
     finally:
         sender.join()
         plain.term()
+
+
+@pytest.mark.timeout(10)
+def test_a_reply_taken_through_a_plain_shadow_leaves_the_req_out_of_turn_as_in_pyzmq(
+    mod: Any, mod_ctx: Any
+) -> None:
+    rep, req = pair(mod_ctx, zmq.REP, zmq.REQ)
+    rep.rcvtimeo = req.rcvtimeo = 1000
+    req.send(b"q")  # in turn to receive: the next receive would ask
+    assert rep.recv() == b"q"
+    rep.send(b"r")
+    plain = zmq.Socket.shadow(req.underlying)
+    plain.rcvtimeo = 1000
+    assert plain.recv() == b"r"  # unseen by zmq_green: the turn is the REQ's send now
+    waits = zmq_green.stats()["waits"]
+    error = outcome(req.recv)
+    assert type(error) is zmq.ZMQError and error.errno == zmq.EFSM
+    assert zmq_green.stats()["waits"] == waits

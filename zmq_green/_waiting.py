@@ -31,8 +31,9 @@ command arrives. Two consequences shape everything below:
   blocks right after its failed call, which also gives the other greenlets
   their turn: that is what ``EAGAIN`` means in a cooperative program. A
   reading of ``EVENTS`` that finds nothing does as much, for less than pyzmq's
-  raised ``Again``: a receive that follows one which found nothing reads it
-  instead of trying (``zmq_green.socket._nothing_yet``);
+  raised ``Again``: a receive that follows one which found nothing (on REQ and
+  REP: one in turn, right after a send) reads it instead of trying
+  (``zmq_green.socket._nothing_yet``);
 * whoever makes a call on a socket while others wait on it may have eaten their
   signal -- a call that fails and then queues behind them too -- so it must
   read ``EVENTS`` once and wake whoever can now proceed.

@@ -54,6 +54,7 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "mutmut_plain_callstack",
 pytest_add_cli_args_test_selection = [
     "tests/test_socket.py", "tests/test_readiness.py", "tests/test_wakeups.py", "tests/test_clock.py",
     "tests/test_poll.py", "tests/test_context.py", "tests/test_context_term.py", "tests/test_mutants.py",
+    "tests/test_idle_receive.py",
 ]
 process_isolation = "forkserver"
 forkserver_warmup = "none"

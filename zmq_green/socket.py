@@ -200,12 +200,13 @@ class Socket(zmq.Socket[_Recv_co]):
         Parameters are those of :meth:`zmq.Socket.recv_multipart`.
         """
         parts = [self.recv(flags, copy=copy, track=track)]
-        if _get(self, RCVMORE):
+        more = _get(self, RCVMORE)
+        if more:
             # The rest is here already, and taken without queueing behind other readers.
             flags = as_int(flags) | DONTWAIT
+        while more:
             parts.append(_recv(self, flags, copy, track))
-            while _get(self, RCVMORE):
-                parts.append(_recv(self, flags, copy, track))
+            more = _get(self, RCVMORE)
         return parts
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:

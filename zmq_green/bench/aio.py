@@ -20,7 +20,6 @@ import zmq
 import zmq.asyncio
 
 from .cases import (
-    CPU_PER_TRIP,
     DEALER,
     FANIN_CLIENTS,
     IDLE_SETTLE,
@@ -54,6 +53,7 @@ from .cases import (
     room_for,
     shared_sizes,
     spawn_server,
+    trip_figures,
     warmup,
 )
 from .load import client, client_figures
@@ -128,8 +128,7 @@ async def reqrep(n: int) -> Figures:
     warm = warmup(n)
     cpu = cpu_seconds()
     _, elapsed = await asyncio.gather(_echo(rep, warm + n), _round_trips(req, warm, n))
-    cpu = cpu_seconds() - cpu
-    return figures(n / elapsed, **{CPU_PER_TRIP: cpu / (warm + n) * 1e6})
+    return trip_figures(n, elapsed, cpu_seconds() - cpu, warm + n)
 
 
 async def reqrep_2proc(n: int) -> Figures:

@@ -18,7 +18,6 @@ from time import perf_counter
 from typing import Any, Callable, Protocol
 
 from .cases import (
-    CPU_PER_TRIP,
     DEALER,
     FANIN_CLIENTS,
     IDLE_SETTLE,
@@ -52,6 +51,7 @@ from .cases import (
     room_for,
     shared_sizes,
     spawn_server,
+    trip_figures,
     warmup,
 )
 from .load import serve_load
@@ -275,8 +275,7 @@ def reqrep(m: Model, n: int) -> Figures:
     warm = warmup(n)
     cpu = cpu_seconds()
     elapsed: float = m.gather(partial(_echo, rep, warm + n), partial(_round_trips, req, warm, n))[1]
-    cpu = cpu_seconds() - cpu
-    return figures(n / elapsed, **{CPU_PER_TRIP: cpu / (warm + n) * 1e6})
+    return trip_figures(n, elapsed, cpu_seconds() - cpu, warm + n)
 
 
 def reqrep_2proc(m: Model, n: int) -> Figures:

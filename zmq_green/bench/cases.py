@@ -31,6 +31,7 @@ __all__ = [
     "cpu_seconds",
     "figures",
     "pair",
+    "trip_figures",
     "warmup",
 ]
 
@@ -201,6 +202,12 @@ CPU_PER_TRIP = "CPU us/rt"
 def figures(value: float, **extra: float) -> Figures:
     """What a case body returns: its figure, and any extra figures by name."""
     return {"value": value, "extra": extra}
+
+
+def trip_figures(measured: int, elapsed: float, cpu: float, trips: int) -> Figures:
+    """``reqrep-tcp``'s figures: *measured* round trips in *elapsed* seconds, and the
+    process's *cpu* seconds over all its *trips*, warm-up included (:data:`CPU_PER_TRIP`)."""
+    return figures(measured / elapsed, **{CPU_PER_TRIP: cpu / trips * 1e6})
 
 
 def warmup(n: int) -> int:

@@ -36,7 +36,7 @@ from zmq_green.bench.report import (
     summarize,
     table,
 )
-from zmq_green.bench.runner import Run, _read_result, contenders, plan, run_one
+from zmq_green.bench.runner import Run, contenders, plan, read_result, run_one
 
 SPEC_CASES = [
     "stream-inproc",
@@ -231,17 +231,17 @@ def test_worker_reports_figures_failures_and_missing_features(monkeypatch: Any) 
 @pytest.mark.timeout(10)
 def test_a_worker_that_dies_without_a_result_shows_its_exit_status() -> None:
     crashed = Run("device", "zmq.green", 0)
-    _read_result(crashed, "", "Fatal Python error: Segmentation fault\n", -11)
+    read_result(crashed, "", "Fatal Python error: Segmentation fault\n", -11)
     assert (crashed.failure, crashed.detail, crashed.value) == (
         "exit -11",
         "Fatal Python error: Segmentation fault",
         None,
     )
     garbled = Run("device", "zmq.green", 0)
-    _read_result(garbled, '{"value": 1', "", 0)
+    read_result(garbled, '{"value": 1', "", 0)
     assert garbled.failure == "bad output"
     fine = Run("device", "zmq_green", 0)
-    _read_result(fine, 'noise\n{"value": 5.0, "extra": {"rescues": 0}}\n', "", 0)
+    read_result(fine, 'noise\n{"value": 5.0, "extra": {"rescues": 0}}\n', "", 0)
     assert (fine.failure, fine.value, fine.extra) == (None, 5.0, {"rescues": 0.0})
 
 

@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from zmq_green.bench.runner import Run, read_result
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -41,8 +42,8 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def measure(tree: Path, case: str, size: int) -> dict[str, Any]:
-    """One run of *case* by *tree*'s zmq_green: its figures (``value``, ``extra``), or none."""
+def measure(tree: Path, case: str, size: int) -> Run:
+    """One run of *case* by *tree*'s zmq_green: its figures (``value``, ``extra``), or its failure."""
     proc = subprocess.run(
         [sys.executable, "-m", "zmq_green.bench._worker", case, "zmq_green", str(size)],
         cwd=tree,
@@ -51,9 +52,9 @@ def measure(tree: Path, case: str, size: int) -> dict[str, Any]:
         text=True,
         timeout=120,
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    return result
+    run = Run(case, "zmq_green", 0)
+    read_result(run, proc.stdout, proc.stderr, proc.returncode)
+    return run
 
 
 def main() -> int:
@@ -80,15 +81,15 @@ def main() -> int:
                 for case in cases:
                     for name in order:
                         size = max(1, round(sizes[name][case][0] * args.scale))
-                        result = measure(trees[name], case, size)
-                        value = result.get("value")
+                        run = measure(trees[name], case, size)
+                        value = run.value
                         print(
-                            f"round {round_ + 1} {case:18} {name:5} {value} {result.get('failure') or ''}",
+                            f"round {round_ + 1} {case:18} {name:5} {value} {run.failure or ''}",
                             file=sys.stderr,
                         )
                         if value is not None:
                             values.setdefault((case, name), []).append(value)
-                            for key, extra in result.get("extra", {}).items():
+                            for key, extra in run.extra.items():
                                 extras.setdefault((case, name, key), []).append(extra)
             print(
                 f"| case | {args.base} | this | this vs base | extras (base / this) |\n|---|---|---|---|---|"

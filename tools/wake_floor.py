@@ -27,12 +27,12 @@ request, p50 and p99 latency:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+
+from zmq_green.bench.runner import Run, read_result
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -81,16 +81,16 @@ print(json.dumps(serve_load(router, echo_to_mark, int(sys.argv[1]), int(sys.argv
 SKETCHES = ("floor", "floor-asks", "idle-block")
 
 
-def measure(way: str, rate: int, seconds: int) -> dict[str, Any]:
+def measure(way: str, rate: int, seconds: int) -> Run:
     """One run of *way* at *rate*: its figures (``value``: server CPU µs per request), or its failure."""
     if way in SKETCHES:
         command = [sys.executable, "-c", FLOOR, str(rate), str(seconds), way]
     else:
         command = [sys.executable, "-m", "zmq_green.bench._worker", f"load-{rate}", way, str(seconds)]
     proc = subprocess.run(command, cwd=HERE, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    result: dict[str, Any] = json.loads(lines[-1]) if lines else {"failure": f"exit {proc.returncode}"}
-    return result
+    run = Run(f"load-{rate}", way, 0)
+    read_result(run, proc.stdout, proc.stderr, proc.returncode)
+    return run
 
 
 WAYS = ("threads", "floor", "floor-asks", "idle-block", "zmq_green")
@@ -112,11 +112,9 @@ def main() -> int:
     for round_ in range(args.rounds):
         for rate in args.rates:
             for way in ways if round_ % 2 == 0 else ways[::-1]:
-                result = measure(way, rate, args.seconds)
-                value, extra = result.get("value"), result.get("extra", {})
-                print(
-                    f"round {round_ + 1} {rate:>6} {way:10} {value or result.get('failure')}", file=sys.stderr
-                )
+                run = measure(way, rate, args.seconds)
+                value, extra = run.value, run.extra
+                print(f"round {round_ + 1} {rate:>6} {way:10} {value or run.failure}", file=sys.stderr)
                 if value is not None:
                     runs.setdefault((rate, way), []).append((value, extra["p50 us"], extra["p99 us"]))
     print("CPU µs per request · p50 µs · p99 µs (medians); in brackets, CPU against threads")

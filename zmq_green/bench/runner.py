@@ -17,7 +17,7 @@ from .options import Options
 from .peers import PEERS
 from .report import Run, format_value
 
-__all__ = ["Run", "contenders", "plan", "run_all", "run_one"]
+__all__ = ["Run", "contenders", "plan", "read_result", "run_all", "run_one"]
 
 #: A contender of ``--contend``: a CPU-bound loop that looks up now and then whether the
 #: bench that started it (its argument) is still its parent, and ends when it is not: a
@@ -64,7 +64,7 @@ def run_one(case: str, peer: str, size: int, timeout: float, round_: int = 0) ->
         _kill_group(proc)
         run.seconds = time.perf_counter() - start
     if run.failure is None:
-        _read_result(run, out, err, proc.returncode)
+        read_result(run, out, err, proc.returncode)
     return run
 
 
@@ -75,7 +75,9 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         pass  # already gone
 
 
-def _read_result(run: Run, out: str, err: str, returncode: int) -> None:
+def read_result(run: Run, out: str, err: str, returncode: int) -> None:
+    """Fill *run* from a worker's output: its last JSON line's figures or failure, or, with
+    no such line, ``exit <returncode>`` and the last line of *err*."""
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         run.failure = f"exit {returncode}"

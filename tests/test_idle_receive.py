@@ -231,3 +231,27 @@ def test_a_reply_taken_through_a_plain_shadow_leaves_the_req_out_of_turn_as_in_p
     error = outcome(req.recv)
     assert type(error) is zmq.ZMQError and error.errno == zmq.EFSM
     assert zmq_green.stats()["waits"] == waits
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("how", ["kill", "gevent.Timeout"])
+def test_an_interrupted_receive_in_turn_leaves_the_req_in_turn(ctx: zmq_green.Context, how: str) -> None:
+    rep, req = pair(ctx, zmq.REP, zmq.REQ)
+    req.send(b"q")
+    before = zmq_green.stats()["waits"]
+    if how == "kill":
+        receiving = gevent.spawn(req.recv)
+        until(lambda: zmq_green.stats()["waits"] > before)
+        receiving.kill()
+        assert isinstance(receiving.value, gevent.GreenletExit)
+    else:
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
+            req.recv()
+    # Still the REQ's turn to receive: the reply comes to the next receive, which asks first...
+    assert rep.recv() == b"q"
+    assert received_after_waiting(zmq_green, req, lambda: rep.send(b"r")) == b"r"
+    # ...and the one after it is out of turn: EFSM at once.
+    waits = zmq_green.stats()["waits"]
+    error = outcome(req.recv)
+    assert type(error) is zmq.ZMQError and error.errno == zmq.EFSM
+    assert zmq_green.stats()["waits"] == waits
